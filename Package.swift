@@ -1,0 +1,140 @@
+// swift-tools-version: 6.1
+//
+// Airlock: hosts WinRM-style operations plug-ins on Linux, out of process.
+//
+// Module map (one job each):
+//   CWSMan             the plug-in ABI: the public C header <wsman.h>
+//   CAirlockShims      thin C shims for what Swift cannot call (variadics, GNU-only names, BPF, raw syscalls)
+//   AirlockProtocol    the wire protocol v1: frames and messages, pure Swift, no I/O
+//   AirlockPosix       every syscall wrapped once: EINTR retried, errno turned into a typed error
+//   AirlockSandbox     the worker sandbox: namespaces, mounts, Landlock, seccomp, limits, user
+//   AirlockWorker      the worker: loads a plug-in, calls its entry points, relays its callbacks
+//   AirlockSupervisor  the supervisor: client socket, one worker per plug-in, routing, status
+//   AirlockClient      the async/await client library applications embed
+//   AirlockControl     the logic behind the `airlockctl` command line
+//   airlockd, airlock-worker, airlockctl: thin executables
+//   Sources/Plugins/*  example plug-ins in C (echo, shell, noop); Tests/Plugins/* hostile ones
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+]
+
+let package = Package(
+    name: "Airlock",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "airlockd", targets: ["airlockd"]),
+        .executable(name: "airlock-worker", targets: ["airlock-worker"]),
+        .executable(name: "airlockctl", targets: ["airlockctl"]),
+        .library(name: "AirlockClient", targets: ["AirlockClient"]),
+        .library(name: "AirlockProtocol", targets: ["AirlockProtocol"]),
+        // Example plug-ins (C shared objects), built next to the executables.
+        .library(name: "airlock-plugin-echo", type: .dynamic, targets: ["AirlockPluginEcho"]),
+        .library(name: "airlock-plugin-shell", type: .dynamic, targets: ["AirlockPluginShell"]),
+        .library(name: "airlock-plugin-noop", type: .dynamic, targets: ["AirlockPluginNoop"]),
+        // Test plug-ins that misbehave on purpose.
+        .library(name: "airlock-test-hostile", type: .dynamic, targets: ["AirlockTestHostile"]),
+        .library(name: "airlock-test-noexport", type: .dynamic, targets: ["AirlockTestNoExport"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+    ],
+    targets: [
+        // MARK: C
+        .target(name: "CWSMan", path: "Sources/CWSMan"),
+        .target(
+            name: "CAirlockShims",
+            path: "Sources/CAirlockShims",
+            cSettings: [.define("_GNU_SOURCE")]
+        ),
+
+        // MARK: Libraries
+        .target(name: "AirlockProtocol", swiftSettings: swiftSettings),
+        .target(
+            name: "AirlockPosix",
+            dependencies: [
+                "CAirlockShims",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "AirlockSandbox",
+            dependencies: ["AirlockPosix", "AirlockProtocol", "CAirlockShims"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "AirlockWorker",
+            dependencies: ["AirlockProtocol", "AirlockPosix", "AirlockSandbox", "CWSMan", "CAirlockShims"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "AirlockSupervisor",
+            dependencies: [
+                "AirlockProtocol", "AirlockPosix", "AirlockSandbox", "CAirlockShims",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "AirlockClient",
+            dependencies: ["AirlockProtocol", "AirlockPosix"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "AirlockControl",
+            dependencies: [
+                "AirlockClient", "AirlockProtocol",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: Executables
+        .executableTarget(
+            name: "airlockd",
+            dependencies: [
+                "AirlockSupervisor",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "airlock-worker",
+            dependencies: ["AirlockWorker"],
+            exclude: ["exports.list"],
+            swiftSettings: swiftSettings,
+            // Export exactly the host callbacks so a dlopen()ed plug-in resolves them by name.
+            linkerSettings: [.unsafeFlags(["-Xlinker", "--export-dynamic"])]
+        ),
+        .executableTarget(
+            name: "airlockctl",
+            dependencies: ["AirlockControl"],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: Example plug-ins (C)
+        .target(name: "AirlockPluginEcho", dependencies: ["CWSMan"], path: "Sources/Plugins/echo"),
+        .target(name: "AirlockPluginShell", dependencies: ["CWSMan"], path: "Sources/Plugins/shell"),
+        .target(name: "AirlockPluginNoop", dependencies: ["CWSMan"], path: "Sources/Plugins/noop"),
+
+        // MARK: Test plug-ins (C)
+        .target(name: "AirlockTestHostile", dependencies: ["CWSMan"], path: "Tests/Plugins/hostile"),
+        .target(name: "AirlockTestNoExport", dependencies: ["CWSMan"], path: "Tests/Plugins/noexport"),
+
+        // MARK: Tests
+        .testTarget(
+            name: "AirlockProtocolTests",
+            dependencies: ["AirlockProtocol"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "AirlockIntegrationTests",
+            dependencies: ["AirlockClient", "AirlockProtocol", "AirlockPosix", "CWSMan"],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

@@ -1,0 +1,1 @@
+print("airlock-worker: not built yet")

@@ -1,0 +1,1 @@
+print("airlockctl: not built yet")

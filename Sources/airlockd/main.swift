@@ -1,0 +1,1 @@
+print("airlockd: not built yet")

@@ -10,6 +10,9 @@
 //   AirlockSandbox     the worker sandbox: namespaces, mounts, Landlock, seccomp, limits, user
 //   AirlockWorker      the worker: loads a plug-in, calls its entry points, relays its callbacks
 //   AirlockSupervisor  the supervisor: client socket, one worker per plug-in, routing, status
+//   CSystemd           libsystemd (sd-daemon, sd-journal) as a system library (libsystemd-dev)
+//   AirlockSystemd     sd_notify (READY/STATUS/WATCHDOG/STOPPING/RELOADING) and socket activation
+//   AirlockLogging     swift-log handlers: journald (structured fields) or stderr; rate limiting
 //   AirlockClient      the async/await client library applications embed
 //   AirlockControl     the logic behind the `airlockctl` command line
 //   airlockd, airlock-worker, airlockctl: thin executables
@@ -51,7 +54,20 @@ let package = Package(
             cSettings: [.define("_GNU_SOURCE")]
         ),
 
+        .systemLibrary(
+            name: "CSystemd",
+            path: "Sources/CSystemd",
+            pkgConfig: "libsystemd",
+            providers: [.apt(["libsystemd-dev"])]
+        ),
+
         // MARK: Libraries
+        .target(name: "AirlockSystemd", dependencies: ["CSystemd"], swiftSettings: swiftSettings),
+        .target(
+            name: "AirlockLogging",
+            dependencies: ["CSystemd", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
         .target(name: "AirlockProtocol", swiftSettings: swiftSettings),
         .target(
             name: "AirlockPosix",
@@ -126,6 +142,11 @@ let package = Package(
         .target(name: "AirlockTestNoExport", dependencies: ["CWSMan"], path: "Tests/Plugins/noexport"),
 
         // MARK: Tests
+        .testTarget(
+            name: "AirlockSystemdTests",
+            dependencies: ["AirlockSystemd", "AirlockLogging", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "AirlockProtocolTests",
             dependencies: ["AirlockProtocol"],

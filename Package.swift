@@ -148,6 +148,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "AirlockPosixTests",
+            dependencies: ["AirlockPosix"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "AirlockProtocolTests",
             dependencies: ["AirlockProtocol"],
             swiftSettings: swiftSettings

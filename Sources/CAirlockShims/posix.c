@@ -1,0 +1,143 @@
+/* The AirlockPosix half of the shims: see airlock_shims.h. */
+#include "airlock_shims.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <signal.h>
+#include <spawn.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+const char *airlock_errno_name(int error) { return strerrorname_np(error); }
+const char *airlock_signal_abbreviation(int signal_number) { return sigabbrev_np(signal_number); }
+int airlock_sigrtmin(void) { return SIGRTMIN; }
+int airlock_sigrtmax(void) { return SIGRTMAX; }
+
+int airlock_fcntl_getfl(int fd) { return fcntl(fd, F_GETFL); }
+int airlock_fcntl_setfl(int fd, int flags) { return fcntl(fd, F_SETFL, flags); }
+int airlock_fcntl_getfd(int fd) { return fcntl(fd, F_GETFD); }
+int airlock_fcntl_setfd(int fd, int flags) { return fcntl(fd, F_SETFD, flags); }
+int airlock_fcntl_dupfd_cloexec(int fd, int minimum) { return fcntl(fd, F_DUPFD_CLOEXEC, minimum); }
+
+int airlock_close_range(unsigned int first, unsigned int last, int flags) {
+    return (int)syscall(SYS_close_range, first, last, flags);
+}
+
+int airlock_pipe2(int fds[2], int flags) { return pipe2(fds, O_CLOEXEC | flags); }
+int airlock_accept4(int fd, int flags) { return accept4(fd, NULL, NULL, flags); }
+int airlock_signalfd(int fd, const sigset_t *mask, int flags) { return signalfd(fd, mask, flags); }
+int airlock_eventfd(unsigned int initial, int flags) { return eventfd(initial, flags); }
+
+int airlock_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid) {
+    struct ucred credentials;
+    socklen_t length = sizeof credentials;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) return -1;
+    *pid = credentials.pid;
+    *uid = credentials.uid;
+    *gid = credentials.gid;
+    return 0;
+}
+
+int airlock_set_buffer_size(int fd, int receive, int force, int bytes) {
+    int option = receive ? (force ? SO_RCVBUFFORCE : SO_RCVBUF) : (force ? SO_SNDBUFFORCE : SO_SNDBUF);
+    return setsockopt(fd, SOL_SOCKET, option, &bytes, sizeof bytes);
+}
+
+int airlock_get_buffer_size(int fd, int receive) {
+    int bytes = 0;
+    socklen_t length = sizeof bytes;
+    if (getsockopt(fd, SOL_SOCKET, receive ? SO_RCVBUF : SO_SNDBUF, &bytes, &length) != 0) return -1;
+    return bytes;
+}
+
+static int fill_unix_address(struct sockaddr_un *address, const char *path) {
+    memset(address, 0, sizeof *address);
+    address->sun_family = AF_UNIX;
+    size_t length = strlen(path);
+    if (length == 0 || length >= sizeof address->sun_path) {
+        errno = length == 0 ? EINVAL : ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(address->sun_path, path, length);
+    return 0;
+}
+
+int airlock_unix_bind(int fd, const char *path) {
+    struct sockaddr_un address;
+    if (fill_unix_address(&address, path) != 0) return -1;
+    return bind(fd, (struct sockaddr *)&address, sizeof address);
+}
+
+int airlock_unix_connect(int fd, const char *path) {
+    struct sockaddr_un address;
+    if (fill_unix_address(&address, path) != 0) return -1;
+    return connect(fd, (struct sockaddr *)&address, sizeof address);
+}
+
+int airlock_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],
+                  const int *sources, const int *targets, int count, int new_session) {
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attributes;
+    int error = posix_spawn_file_actions_init(&actions);
+    if (error != 0) { errno = error; return -1; }
+    error = posix_spawnattr_init(&attributes);
+    if (error != 0) { posix_spawn_file_actions_destroy(&actions); errno = error; return -1; }
+
+    int highest = 2;
+    for (int i = 0; i < count && error == 0; i++) {
+        error = posix_spawn_file_actions_adddup2(&actions, sources[i], targets[i]);
+        if (targets[i] > highest) highest = targets[i];
+    }
+    if (error == 0) error = posix_spawn_file_actions_addclosefrom_np(&actions, highest + 1);
+
+    sigset_t empty, all;
+    sigemptyset(&empty);
+    sigfillset(&all);
+    short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+    if (new_session) flags |= POSIX_SPAWN_SETSID;
+    if (error == 0) error = posix_spawnattr_setsigmask(&attributes, &empty);
+    if (error == 0) error = posix_spawnattr_setsigdefault(&attributes, &all);
+    if (error == 0) error = posix_spawnattr_setflags(&attributes, flags);
+    if (error == 0) error = posix_spawn(pid, path, &actions, &attributes, argv, envp);
+
+    posix_spawnattr_destroy(&attributes);
+    posix_spawn_file_actions_destroy(&actions);
+    if (error != 0) { errno = error; return -1; }
+    return 0;
+}
+
+int airlock_wifexited(int status) { return WIFEXITED(status); }
+int airlock_wexitstatus(int status) { return WEXITSTATUS(status); }
+int airlock_wifsignaled(int status) { return WIFSIGNALED(status); }
+int airlock_wtermsig(int status) { return WTERMSIG(status); }
+int airlock_wcoredump(int status) { return WCOREDUMP(status); }
+
+pid_t airlock_gettid(void) { return gettid(); }
+
+int airlock_set_parent_death_signal(int signal_number) {
+    return prctl(PR_SET_PDEATHSIG, (unsigned long)signal_number, 0UL, 0UL, 0UL);
+}
+int airlock_get_parent_death_signal(void) {
+    int signal_number = 0;
+    if (prctl(PR_GET_PDEATHSIG, (unsigned long)&signal_number, 0UL, 0UL, 0UL) != 0) return -1;
+    return signal_number;
+}
+int airlock_set_no_new_privileges(void) { return prctl(PR_SET_NO_NEW_PRIVS, 1UL, 0UL, 0UL, 0UL); }
+int airlock_get_no_new_privileges(void) { return prctl(PR_GET_NO_NEW_PRIVS, 0UL, 0UL, 0UL, 0UL); }
+int airlock_set_dumpable(int dumpable) { return prctl(PR_SET_DUMPABLE, (unsigned long)dumpable, 0UL, 0UL, 0UL); }
+int airlock_set_child_subreaper(int enabled) { return prctl(PR_SET_CHILD_SUBREAPER, (unsigned long)enabled, 0UL, 0UL, 0UL); }
+int airlock_set_name(const char *name) { return prctl(PR_SET_NAME, (unsigned long)name, 0UL, 0UL, 0UL); }
+
+int airlock_sigmask(int how, const sigset_t *set, sigset_t *old) {
+    int error = pthread_sigmask(how, set, old);
+    if (error != 0) { errno = error; return -1; }
+    return 0;
+}
+
+int airlock_set_malloc_arena_max(int arenas) { return mallopt(M_ARENA_MAX, arenas); }

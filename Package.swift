@@ -92,6 +92,7 @@ let package = Package(
             dependencies: [
                 "AirlockProtocol", "AirlockPosix", "AirlockSandbox", "CAirlockShims",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -113,7 +114,8 @@ let package = Package(
         .executableTarget(
             name: "airlockd",
             dependencies: [
-                "AirlockSupervisor",
+                "AirlockSupervisor", "AirlockSystemd", "AirlockLogging",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -152,6 +154,7 @@ let package = Package(
             dependencies: ["AirlockPosix"],
             swiftSettings: swiftSettings
         ),
+        .testTarget(name: "AirlockABITests", dependencies: ["CWSMan"], swiftSettings: swiftSettings),
         .testTarget(
             name: "AirlockProtocolTests",
             dependencies: ["AirlockProtocol"],

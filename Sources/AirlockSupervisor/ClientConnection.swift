@@ -1,0 +1,105 @@
+import AirlockPosix
+import AirlockProtocol
+import SystemPackage
+
+/// Who is on the other end of a client connection, from `SO_PEERCRED`.
+struct PeerIdentity: Equatable {
+    var pid: Int32
+    var uid: UInt32
+    var gid: UInt32
+    var userName: String
+    /// Supplementary groups, resolved lazily for access checks.
+    var groups: [UInt32]
+}
+
+/// One client connection: its socket, the frame decoder, an output buffer and the
+/// operations it has in flight.
+final class ClientConnection {
+    enum State {
+        case awaitingHello
+        case ready
+        /// Sent an `ERROR` frame; closes once it is flushed.
+        case closing
+    }
+
+    let id: UInt64
+    let fd: FileDescriptor
+    var token: UInt64 = 0
+    let peer: PeerIdentity
+    var state: State = .awaitingHello
+    var decoder: FrameDecoder
+    let acceptedAt: UInt64
+
+    /// Bytes waiting to be written, from `outputStart` on.
+    var output: [UInt8] = []
+    var outputStart = 0
+    var wantsWritable = false
+    var readingPaused = false
+    var isDirty = false
+
+    /// When the connection entered the middle of a frame (0 = not mid-frame).
+    var midFrameSince: UInt64 = 0
+
+    /// The client's operation id → the worker route carrying it (or 0 for operations
+    /// that do not reach a worker).
+    var operations: [UInt64: OperationKey] = [:]
+    /// Shells this connection is attached to.
+    var shells: Set<UInt64> = []
+
+    /// Output at or above this pauses credits to workers; below ``lowWatermark`` they resume.
+    static let highWatermark = 1 << 20
+    static let lowWatermark = 256 << 10
+
+    init(id: UInt64, fd: FileDescriptor, peer: PeerIdentity, now: UInt64) {
+        self.id = id
+        self.fd = fd
+        self.peer = peer
+        self.acceptedAt = now
+        self.decoder = FrameDecoder(maxFrameSize: ProtocolLimits.handshakeMaxFrameSize)
+    }
+
+    var pendingOutput: Int { output.count - outputStart }
+
+    /// Queues a frame; it is written at the end of the current event batch.
+    func enqueue(_ frame: Frame) {
+        if outputStart > 0 && outputStart == output.count {
+            output.removeAll(keepingCapacity: output.capacity <= 4 << 20)
+            outputStart = 0
+        }
+        frame.encode(into: &output)
+        isDirty = true
+    }
+
+    /// Writes as much queued output as the socket takes. Returns false when the
+    /// connection is broken.
+    func flush() -> Bool {
+        isDirty = false
+        while outputStart < output.count {
+            let written: Int?
+            do {
+                written = try output.withUnsafeBytes { buffer throws(SystemCallError) in
+                    try Posix.send(fd, UnsafeRawBufferPointer(rebasing: buffer[outputStart...]), flags: [.dontWait])
+                }
+            } catch {
+                return false
+            }
+            guard let written else { break }
+            outputStart += written
+        }
+        if outputStart == output.count {
+            output.removeAll(keepingCapacity: output.capacity <= 4 << 20)
+            outputStart = 0
+        } else if outputStart > 1 << 20 {
+            output.removeSubrange(0..<outputStart)
+            outputStart = 0
+        }
+        return true
+    }
+}
+
+/// Identifies an operation on a worker: the plug-in's worker generation and the
+/// supervisor's operation id on that worker's channel.
+struct OperationKey: Hashable {
+    var plugin: String
+    var workerOperationID: UInt64
+}

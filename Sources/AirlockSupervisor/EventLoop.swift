@@ -1,0 +1,128 @@
+import AirlockPosix
+import SystemPackage
+
+/// A single-threaded epoll reactor: file-descriptor handlers, one-shot timers and a
+/// periodic tick. Everything the supervisor owns is touched only from the thread that
+/// calls ``run(until:)``, so it needs no locks.
+final class EventLoop {
+    typealias Handler = (Epoll.Events) -> Void
+
+    private let epoll: Epoll
+    private var handlers: [UInt64: Handler] = [:]
+    private var nextToken: UInt64 = 1
+
+    private struct Timer {
+        var deadline: UInt64
+        var id: UInt64
+    }
+    private var timerHeap: [Timer] = []
+    private var timerActions: [UInt64: () -> Void] = [:]
+    private var nextTimerID: UInt64 = 1
+
+    /// Runs after every batch of events, before the loop sleeps again (used to flush
+    /// output gathered while handling the batch: one write per connection per batch).
+    var afterBatch: () -> Void = {}
+    /// Runs every ``tickInterval`` nanoseconds.
+    var onTick: (UInt64) -> Void = { _ in }
+    var tickInterval: UInt64 = 100_000_000
+    private var nextTick: UInt64 = 0
+
+    init() throws(SystemCallError) {
+        epoll = try Epoll(maximumEvents: 256)
+    }
+
+    /// Starts watching `fd`; returns the token to modify or remove it with.
+    @discardableResult
+    func register(_ fd: FileDescriptor, events: Epoll.Events, handler: @escaping Handler) throws(SystemCallError) -> UInt64 {
+        let token = nextToken
+        nextToken += 1
+        try epoll.add(fd, events: events, userData: token)
+        handlers[token] = handler
+        return token
+    }
+
+    func modify(_ fd: FileDescriptor, token: UInt64, events: Epoll.Events) {
+        try? epoll.modify(fd, events: events, userData: token)
+    }
+
+    /// Stops watching `fd` (call before closing it).
+    func unregister(_ fd: FileDescriptor, token: UInt64) {
+        try? epoll.remove(fd)
+        handlers[token] = nil
+    }
+
+    /// Runs `action` once, `delayNanoseconds` from now.
+    @discardableResult
+    func schedule(afterNanoseconds delay: UInt64, _ action: @escaping () -> Void) -> UInt64 {
+        let id = nextTimerID
+        nextTimerID += 1
+        timerActions[id] = action
+        push(Timer(deadline: SystemClock.monotonicNanoseconds() &+ delay, id: id))
+        return id
+    }
+
+    func cancelTimer(_ id: UInt64) {
+        timerActions[id] = nil
+    }
+
+    /// Runs until `shouldStop` returns true (checked after every batch).
+    func run(until shouldStop: () -> Bool) {
+        nextTick = SystemClock.monotonicNanoseconds() &+ tickInterval
+        while !shouldStop() {
+            let now = SystemClock.monotonicNanoseconds()
+            var wake = nextTick
+            if let first = timerHeap.first, first.deadline < wake { wake = first.deadline }
+            let timeout = wake <= now ? 0 : Int32(min((wake - now + 999_999) / 1_000_000, 1000))
+            let ready: Epoll.ReadyEvents
+            do {
+                ready = try epoll.wait(timeoutMilliseconds: timeout)
+            } catch {
+                continue
+            }
+            for event in ready {
+                handlers[event.userData]?(event.events)
+            }
+            runDueTimers()
+            let after = SystemClock.monotonicNanoseconds()
+            if after >= nextTick {
+                nextTick = after &+ tickInterval
+                onTick(after)
+            }
+            afterBatch()
+        }
+    }
+
+    private func runDueTimers() {
+        let now = SystemClock.monotonicNanoseconds()
+        while let first = timerHeap.first, first.deadline <= now {
+            pop()
+            if let action = timerActions.removeValue(forKey: first.id) { action() }
+        }
+    }
+
+    private func push(_ timer: Timer) {
+        timerHeap.append(timer)
+        var i = timerHeap.count - 1
+        while i > 0 {
+            let parent = (i - 1) / 2
+            if timerHeap[parent].deadline <= timerHeap[i].deadline { break }
+            timerHeap.swapAt(parent, i)
+            i = parent
+        }
+    }
+
+    private func pop() {
+        timerHeap.swapAt(0, timerHeap.count - 1)
+        timerHeap.removeLast()
+        var i = 0
+        while true {
+            let l = 2 * i + 1, r = l + 1
+            var smallest = i
+            if l < timerHeap.count && timerHeap[l].deadline < timerHeap[smallest].deadline { smallest = l }
+            if r < timerHeap.count && timerHeap[r].deadline < timerHeap[smallest].deadline { smallest = r }
+            if smallest == i { break }
+            timerHeap.swapAt(i, smallest)
+            i = smallest
+        }
+    }
+}

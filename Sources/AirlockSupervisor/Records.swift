@@ -1,0 +1,207 @@
+import AirlockPosix
+import Glibc
+import AirlockProtocol
+import SystemPackage
+
+/// What a worker operation is, and the entry point that serves it.
+enum OperationKind: String {
+    case shell, command, send, receive, signal, connect
+
+    var entryPoint: String {
+        switch self {
+        case .shell: "WSManPluginShell"
+        case .command: "WSManPluginCommand"
+        case .send: "WSManPluginSend"
+        case .receive: "WSManPluginReceive"
+        case .signal: "WSManPluginSignal"
+        case .connect: "WSManPluginConnect"
+        }
+    }
+
+    /// Children are cancelled before their parents.
+    var cancelOrder: Int {
+        switch self {
+        case .send, .receive, .signal, .connect: 0
+        case .command: 1
+        case .shell: 2
+        }
+    }
+}
+
+/// An operation in flight on a worker, and where its answers go.
+struct Route {
+    var kind: OperationKind
+    /// The client connection waiting for it (0 when nobody is, e.g. a shell after its
+    /// creation was answered, or after the client went away).
+    var connectionID: UInt64
+    var clientOperationID: UInt64
+    var shellID: UInt64
+    var commandID: UInt64
+    var startedAt: UInt64
+    /// Monotonic deadline in ns (0 = none).
+    var deadline: UInt64
+    var cancelSentAt: UInt64 = 0
+    var timedOut = false
+    var cancelledByClient = false
+    /// Result bytes forwarded but not yet credited back to the worker.
+    var pendingCredit: UInt32 = 0
+    /// For sends: the key of the per-stream queue this send holds.
+    var sendKey: String? = nil
+    var userUID: UInt32
+}
+
+/// A request waiting for its worker to become ready.
+struct QueuedRequest {
+    var workerOperationID: UInt64
+    var message: Message
+}
+
+/// A shell as the supervisor tracks it.
+final class ShellRecord {
+    let id: UInt64
+    let plugin: String
+    let resourceURI: String
+    let ownerUID: UInt32
+    let ownerName: String
+    /// The generation of the worker that hosts it.
+    let generation: UInt64
+    var workerOperationID: UInt64
+    var attachedConnection: UInt64
+    var ready = false
+    var closing = false
+    /// Monotonic ns after which a disconnected shell is closed (0 = attached).
+    var disconnectedUntil: UInt64 = 0
+    var commands: [UInt64: CommandRecord] = [:]
+    /// CLOSE_SHELL operations to answer when the shell ends.
+    var closeWaiters: [(connection: UInt64, operation: UInt64)] = []
+    /// Sends waiting for the previous send on the same command and stream.
+    var sendQueues: [String: [QueuedSend]] = [:]
+    var busySendKeys: Set<String> = []
+
+    init(id: UInt64, plugin: String, resourceURI: String, ownerUID: UInt32, ownerName: String, generation: UInt64, workerOperationID: UInt64, attachedConnection: UInt64) {
+        self.id = id
+        self.plugin = plugin
+        self.resourceURI = resourceURI
+        self.ownerUID = ownerUID
+        self.ownerName = ownerName
+        self.generation = generation
+        self.workerOperationID = workerOperationID
+        self.attachedConnection = attachedConnection
+    }
+}
+
+final class CommandRecord {
+    let id: UInt64
+    var workerOperationID: UInt64
+    var ready = false
+    init(id: UInt64, workerOperationID: UInt64) {
+        self.id = id
+        self.workerOperationID = workerOperationID
+    }
+}
+
+struct QueuedSend {
+    var connectionID: UInt64
+    var clientOperationID: UInt64
+    var request: SendInput
+    var userUID: UInt32
+    var userName: String
+}
+
+/// The lifecycle of a plug-in's worker.
+enum WorkerState: Equatable {
+    /// No process; the next operation starts one.
+    case idle
+    /// Spawned; waiting for `W_READY`.
+    case starting
+    case running
+    /// Shutdown sent; waiting for the process to exit.
+    case stopping
+    /// Too many crashes in the window; refuses operations until this monotonic time.
+    case quarantined(until: UInt64)
+
+    var name: String {
+        switch self {
+        case .idle: "idle"
+        case .starting: "starting"
+        case .running: "running"
+        case .stopping: "stopping"
+        case .quarantined: "quarantined"
+        }
+    }
+}
+
+/// A registered plug-in and its (at most one) worker process.
+final class PluginRuntime {
+    var config: PluginConfiguration
+    var state: WorkerState = .idle
+    var generation: UInt64 = 0
+
+    // The current process.
+    var pid: pid_t = 0
+    var channel: FileDescriptor?
+    var channelToken: UInt64 = 0
+    var outputPipes: [(fd: FileDescriptor, token: UInt64, stream: String)] = []
+    var lineBuffers: [String: [UInt8]] = [:]
+    var startedAt: UInt64 = 0
+    var readyAt: UInt64 = 0
+    var pendingWrites: [[UInt8]] = []
+    var wantsWritable = false
+    var routes: [UInt64: Route] = [:]
+    var queued: [QueuedRequest] = []
+    var nextOperationID: UInt64 = 1
+    var shells: Set<UInt64> = []
+    var pingSentAt: UInt64 = 0
+    var lastActivity: UInt64 = 0
+    var exports: UInt32 = 0
+    var sandboxReport: [SandboxLayerReport] = []
+    /// Why the current process is going away, when we decided it.
+    var stopReason: String?
+    var fatalMessage: String?
+    var shutdownTimer: UInt64?
+    var stopWaiters: [(connection: UInt64, operation: UInt64, restart: Bool)] = []
+
+    // History.
+    var restarts = 0
+    var crashTimes: [UInt64] = []
+    var lastExit: String?
+    var recentFailures: [(time: Int64, message: String)] = []
+    var threadsLeftAfterShutdown: UInt32?
+    var latenciesMicros: [UInt32] = []
+    var latencyCursor = 0
+    var nextStartupFlags: UInt32 = 0
+    var restartTimer: UInt64?
+    var reportedBreaches: Set<String> = []
+
+    init(config: PluginConfiguration) {
+        self.config = config
+    }
+
+    var name: String { config.name }
+
+    func allocateOperationID() -> UInt64 {
+        defer { nextOperationID += 1 }
+        return nextOperationID
+    }
+
+    func recordLatency(_ nanoseconds: UInt64) {
+        let micros = UInt32(min(nanoseconds / 1000, UInt64(UInt32.max)))
+        if latenciesMicros.count < 1024 {
+            latenciesMicros.append(micros)
+        } else {
+            latenciesMicros[latencyCursor] = micros
+            latencyCursor = (latencyCursor + 1) % 1024
+        }
+    }
+
+    func latencyPercentile(_ p: Double) -> UInt32? {
+        guard !latenciesMicros.isEmpty else { return nil }
+        let sorted = latenciesMicros.sorted()
+        return sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
+    }
+
+    func recordFailure(_ message: String) {
+        recentFailures.append((SystemClock.realtime().seconds, message))
+        if recentFailures.count > 10 { recentFailures.removeFirst(recentFailures.count - 10) }
+    }
+}

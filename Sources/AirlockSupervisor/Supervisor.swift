@@ -1,0 +1,431 @@
+import AirlockPosix
+import AirlockProtocol
+import Glibc
+import Logging
+import SystemPackage
+
+/// Hooks for the service manager (systemd): readiness, status line, watchdog, stop and
+/// reload notifications. All default to doing nothing.
+public struct ServiceNotifications: Sendable {
+    public var ready: @Sendable (_ status: String) -> Void = { _ in }
+    public var status: @Sendable (_ status: String) -> Void = { _ in }
+    public var stopping: @Sendable (_ status: String) -> Void = { _ in }
+    public var reloading: @Sendable () -> Void = {}
+    public var watchdog: @Sendable () -> Void = {}
+    /// Watchdog ping interval (half of WATCHDOG_USEC), or nil when no watchdog is set.
+    public var watchdogInterval: Duration? = nil
+    public init() {}
+}
+
+/// The supervisor: accepts clients on a Unix socket, runs one sandboxed worker per
+/// plug-in, and routes every operation and callback between them.
+///
+/// It is a single-threaded reactor: ``run()`` owns the calling thread (which must be
+/// long-lived, because workers' parent-death signal follows the spawning thread) and
+/// returns when the supervisor has stopped.
+public final class Supervisor {
+    /// The version reported in `HELLO_ACK` and status.
+    public static let version = "0.1.0"
+
+    var config: SupervisorConfiguration
+    let reloadConfiguration: () throws -> SupervisorConfiguration
+    let logger: Logger
+    let notifications: ServiceNotifications
+    let loop: EventLoop
+    let startedAt = SystemClock.monotonicNanoseconds()
+
+    var listener: FileDescriptor?
+    var listenerToken: UInt64 = 0
+    var listenerInherited = false
+    var connections: [UInt64: ClientConnection] = [:]
+    var connectionsPerUser: [UInt32: Int] = [:]
+    var nextConnectionID: UInt64 = 1
+    var plugins: [String: PluginRuntime] = [:]
+    var pluginOrder: [String] = []
+    var shells: [UInt64: ShellRecord] = [:]
+    var nextShellID: UInt64 = 1
+    var nextCommandID: UInt64 = 1
+    var signals: SignalDescriptor?
+    var stopping = false
+    var stopDeadline: UInt64 = 0
+    var finished = false
+    var lastStatusLine = ""
+    var lastWatchdog: UInt64 = 0
+    var outputRateLimiter = OutputRateLimiter()
+    /// Scratch buffer for socket reads.
+    var readBuffer: UnsafeMutableRawBufferPointer
+    let devNull: FileDescriptor
+
+    /// Creates a supervisor. `listeningSocket` is a socket passed by socket activation;
+    /// without it the supervisor binds `configuration.socketPath`.
+    public init(
+        configuration: SupervisorConfiguration,
+        reloadConfiguration: @escaping () throws -> SupervisorConfiguration,
+        listeningSocket: Int32? = nil,
+        notifications: ServiceNotifications = ServiceNotifications(),
+        logger: Logger
+    ) throws {
+        self.config = configuration
+        self.reloadConfiguration = reloadConfiguration
+        self.notifications = notifications
+        self.logger = logger
+        self.loop = try EventLoop()
+        self.readBuffer = .allocate(byteCount: max(configuration.maxFrameSize, 1 << 20) + 4096, alignment: 16)
+        self.devNull = try Posix.open("/dev/null", flags: O_RDWR)
+        if let inherited = listeningSocket {
+            listener = FileDescriptor(rawValue: inherited)
+            listenerInherited = true
+            try Posix.setNonBlocking(FileDescriptor(rawValue: inherited))
+        }
+        for plugin in configuration.plugins {
+            plugins[plugin.name] = PluginRuntime(config: plugin)
+            pluginOrder.append(plugin.name)
+        }
+    }
+
+    deinit {
+        readBuffer.deallocate()
+    }
+
+    /// Binds the socket (unless inherited), serves until SIGTERM or SIGINT, stops every
+    /// worker and returns.
+    public func run() throws {
+        try SignalDescriptor.block([SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGPIPE])
+        let signals = try SignalDescriptor(signals: [SIGCHLD, SIGTERM, SIGINT, SIGHUP])
+        self.signals = signals
+        try loop.register(signals.fd, events: .input) { [unowned self] _ in self.handleSignals() }
+
+        if listener == nil {
+            var options = UnixSocket.ListenOptions(kind: .stream, createParentDirectory: true, mode: mode_t(config.socketMode), backlog: 1024)
+            if let group = config.socketGroup {
+                guard let gid = UserDatabase.lookupGroup(name: group) else {
+                    throw ConfigurationError("SocketGroup \"\(group)\" does not exist on this system")
+                }
+                options.group = gid
+            }
+            listener = try UnixSocket.listen(path: config.socketPath, options: options)
+        }
+        listenerToken = try loop.register(listener!, events: .input) { [unowned self] _ in self.acceptConnections() }
+
+        loop.onTick = { [unowned self] now in self.tick(now: now) }
+        loop.afterBatch = { [unowned self] in self.flushConnections() }
+
+        let summary = "serving \(plugins.count) plug-in(s) on \(config.socketPath)"
+        logger.info("airlockd \(Self.version) \(summary)", metadata: ["socket": .string(config.socketPath)])
+        notifications.ready(summary)
+        lastStatusLine = summary
+
+        loop.run(until: { [unowned self] in self.finished })
+
+        if let listener, !listenerInherited {
+            try? Posix.close(listener)
+            _ = config.socketPath.withCString { unlink($0) }
+        }
+        logger.info("airlockd stopped")
+    }
+
+    // MARK: - Signals
+
+    private func handleSignals() {
+        while let info = try? signals?.read() {
+            switch info.signal {
+            case SIGCHLD: reapWorkers()
+            case SIGTERM, SIGINT: beginStop(reason: "received \(ProcessControl.signalName(info.signal))")
+            case SIGHUP: reload(requestedBy: "SIGHUP")
+            default: break
+            }
+        }
+    }
+
+    // MARK: - Stopping
+
+    /// Stops accepting, shuts every worker down (reason `WSMAN_PLUGIN_SHUTDOWN_SERVICE`),
+    /// and finishes when they are gone or `ShutdownTimeoutMs` has passed.
+    func beginStop(reason: String) {
+        guard !stopping else { return }
+        stopping = true
+        logger.info("stopping: \(reason)")
+        notifications.stopping("stopping: \(reason)")
+        if let listener {
+            loop.unregister(listener, token: listenerToken)
+        }
+        stopDeadline = SystemClock.monotonicNanoseconds() &+ UInt64(config.shutdownTimeoutMs) * 1_000_000
+        for name in pluginOrder {
+            guard let plugin = plugins[name] else { continue }
+            stopWorker(plugin, reason: WSManShutdownReason.service, why: "airlockd is stopping")
+        }
+        checkStopped()
+    }
+
+    func checkStopped() {
+        guard stopping else { return }
+        let alive = plugins.values.contains { $0.pid != 0 }
+        if !alive {
+            flushConnections()
+            finished = true
+        } else if SystemClock.monotonicNanoseconds() >= stopDeadline {
+            for plugin in plugins.values where plugin.pid != 0 {
+                logger.warning("worker did not stop within \(config.shutdownTimeoutMs) ms; killing it", metadata: ["plugin": .string(plugin.name), "worker_pid": .stringConvertible(plugin.pid)])
+                killWorker(plugin)
+            }
+        }
+    }
+
+    // MARK: - Periodic work
+
+    private func tick(now: UInt64) {
+        checkDeadlines(now: now)
+        if now &- lastWatchdog >= 1_000_000_000 {
+            lastWatchdog = now
+            everySecond(now: now)
+        }
+        if stopping { checkStopped() }
+    }
+
+    private func everySecond(now: UInt64) {
+        // Stalled half frames and missing handshakes.
+        let limit = UInt64(ProtocolLimits.partialFrameTimeoutSeconds) * 1_000_000_000
+        for connection in connections.values {
+            if connection.state == .awaitingHello && now &- connection.acceptedAt > limit {
+                closeWithError(connection, code: WSManError.invalidParameter, message: "no HELLO within \(ProtocolLimits.partialFrameTimeoutSeconds) seconds of connecting")
+            } else if connection.midFrameSince != 0 && now &- connection.midFrameSince > limit {
+                closeWithError(connection, code: WSManError.invalidParameter, message: "a frame stayed incomplete for more than \(ProtocolLimits.partialFrameTimeoutSeconds) seconds")
+            }
+        }
+        // Disconnected shells whose idle timeout passed.
+        for shell in shells.values where shell.disconnectedUntil != 0 && now >= shell.disconnectedUntil && !shell.closing {
+            logger.info("closing disconnected shell after its idle timeout", metadata: ["plugin": .string(shell.plugin), "shell_id": .stringConvertible(shell.id)])
+            closeShell(shell, waiter: nil)
+        }
+        for plugin in plugins.values {
+            workerHousekeeping(plugin, now: now)
+        }
+        if let interval = notifications.watchdogInterval, !stopping || true {
+            _ = interval
+            notifications.watchdog()
+        }
+        let line = statusLine()
+        if line != lastStatusLine {
+            lastStatusLine = line
+            notifications.status(line)
+        }
+    }
+
+    func statusLine() -> String {
+        let running = plugins.values.filter { $0.state == .running }.count
+        let quarantined = plugins.values.filter { if case .quarantined = $0.state { true } else { false } }.count
+        var line = "\(connections.count) client(s), \(running)/\(plugins.count) worker(s) running, \(shells.count) shell(s)"
+        if quarantined > 0 { line += ", \(quarantined) quarantined" }
+        return line
+    }
+
+    // MARK: - Connections
+
+    private func acceptConnections() {
+        guard let listener else { return }
+        while true {
+            let fd: FileDescriptor?
+            do {
+                fd = try UnixSocket.accept(listener)
+            } catch {
+                logger.warning("accept failed: \(error)")
+                return
+            }
+            guard let fd else { return }
+            guard let credentials = try? UnixSocket.peerCredentials(fd) else {
+                try? Posix.close(fd)
+                continue
+            }
+            let name = UserDatabase.userName(uid: credentials.uid) ?? "uid:\(credentials.uid)"
+            let peer = PeerIdentity(pid: credentials.pid, uid: credentials.uid, gid: credentials.gid, userName: name, groups: [])
+            let connection = ClientConnection(id: nextConnectionID, fd: fd, peer: peer, now: SystemClock.monotonicNanoseconds())
+            nextConnectionID += 1
+            let perUser = connectionsPerUser[peer.uid, default: 0]
+            if connections.count >= config.maxConnections || perUser >= config.maxConnectionsPerUser {
+                let limit = connections.count >= config.maxConnections
+                    ? "airlockd already serves its maximum of \(config.maxConnections) connections (MaxConnections)"
+                    : "user \(name) already has \(perUser) connections, the maximum (MaxConnectionsPerUser)"
+                connection.enqueue(Frame(operationID: 0, message: .error(ErrorReport(errorCode: WSManError.quotaLimit, message: limit + "; close some and retry"))))
+                _ = connection.flush()
+                try? Posix.close(fd)
+                continue
+            }
+            do {
+                connection.token = try loop.register(fd, events: [.input, .readHangup]) { [unowned self, unowned connection] events in
+                    self.connectionEvent(connection, events: events)
+                }
+            } catch {
+                try? Posix.close(fd)
+                continue
+            }
+            connections[connection.id] = connection
+            connectionsPerUser[peer.uid, default: 0] += 1
+        }
+    }
+
+    private func connectionEvent(_ connection: ClientConnection, events: Epoll.Events) {
+        guard connections[connection.id] != nil else { return }
+        if events.contains(.output) {
+            if !connection.flush() { dropConnection(connection); return }
+            updateInterest(connection)
+            releaseDeferredCredits(connection)
+            if connection.state == .closing && connection.pendingOutput == 0 { dropConnection(connection); return }
+        }
+        if events.contains(.input) || events.contains(.hangup) || events.contains(.readHangup) || events.contains(.error) {
+            readFrom(connection)
+        }
+    }
+
+    private func readFrom(_ connection: ClientConnection) {
+        var rounds = 0
+        while connections[connection.id] != nil && connection.state != .closing && !connection.readingPaused && rounds < 16 {
+            rounds += 1
+            let capacity = min(connection.decoder.readCapacity, readBuffer.count)
+            let count: Int?
+            do {
+                count = try Posix.read(connection.fd, into: UnsafeMutableRawBufferPointer(rebasing: readBuffer[0..<capacity]))
+            } catch {
+                dropConnection(connection)
+                return
+            }
+            guard let count else { return }
+            if count == 0 {
+                dropConnection(connection)
+                return
+            }
+            connection.decoder.append(UnsafeRawBufferPointer(rebasing: readBuffer[0..<count]))
+            do {
+                while let frame = try connection.decoder.next() {
+                    handleClientFrame(frame, from: connection)
+                    if connections[connection.id] == nil || connection.state == .closing { return }
+                }
+            } catch {
+                closeWithError(connection, code: error.code, message: error.message)
+                return
+            }
+            connection.midFrameSince = connection.decoder.isMidFrame
+                ? (connection.midFrameSince != 0 ? connection.midFrameSince : SystemClock.monotonicNanoseconds()) : 0
+            if count < capacity { return }
+        }
+    }
+
+    /// Sends an `ERROR` frame and closes the connection once it is written.
+    func closeWithError(_ connection: ClientConnection, code: UInt32, message: String) {
+        guard connection.state != .closing else { return }
+        logger.notice("closing client connection: \(message)", metadata: ["peer_uid": .stringConvertible(connection.peer.uid), "peer_pid": .stringConvertible(connection.peer.pid), "wsman_error": .string(WSManError.name(code))])
+        connection.enqueue(Frame(operationID: 0, message: .error(ErrorReport(errorCode: code, message: message))))
+        connection.state = .closing
+        abandonOperations(of: connection)
+        if !connection.flush() || connection.pendingOutput == 0 {
+            dropConnection(connection)
+        } else {
+            updateInterest(connection)
+        }
+    }
+
+    /// Closes the socket; the connection's operations are cancelled and its shells closed
+    /// (unless disconnected on purpose).
+    func dropConnection(_ connection: ClientConnection) {
+        guard connections.removeValue(forKey: connection.id) != nil else { return }
+        connectionsPerUser[connection.peer.uid, default: 1] -= 1
+        if connectionsPerUser[connection.peer.uid] == 0 { connectionsPerUser[connection.peer.uid] = nil }
+        loop.unregister(connection.fd, token: connection.token)
+        try? Posix.close(connection.fd)
+        abandonOperations(of: connection)
+    }
+
+    private func abandonOperations(of connection: ClientConnection) {
+        for (_, key) in connection.operations {
+            guard let plugin = plugins[key.plugin] else { continue }
+            if let index = plugin.queued.firstIndex(where: { $0.workerOperationID == key.workerOperationID }) {
+                plugin.queued.remove(at: index)
+                if let route = plugin.routes.removeValue(forKey: key.workerOperationID) {
+                    dropRouteEffects(plugin, route)
+                }
+                continue
+            }
+            guard var route = plugin.routes[key.workerOperationID] else { continue }
+            route.connectionID = 0
+            route.cancelledByClient = true
+            plugin.routes[key.workerOperationID] = route
+            if route.pendingCredit > 0 { grantCredit(plugin, operation: key.workerOperationID) }
+            if route.kind != .shell { sendCancel(plugin, operation: key.workerOperationID) }
+        }
+        connection.operations.removeAll()
+        for shellID in connection.shells {
+            guard let shell = shells[shellID], shell.attachedConnection == connection.id else { continue }
+            shell.attachedConnection = 0
+            if shell.disconnectedUntil == 0 {
+                closeShell(shell, waiter: nil)
+            }
+        }
+        connection.shells.removeAll()
+    }
+
+    func updateInterest(_ connection: ClientConnection) {
+        guard connections[connection.id] != nil else { return }
+        let wantsWrite = connection.pendingOutput > 0
+        let pauseReading = connection.pendingOutput >= ClientConnection.highWatermark
+        if wantsWrite != connection.wantsWritable || pauseReading != connection.readingPaused {
+            connection.wantsWritable = wantsWrite
+            connection.readingPaused = pauseReading
+            var events: Epoll.Events = [.readHangup]
+            if !pauseReading && connection.state != .closing { events.insert(.input) }
+            if wantsWrite { events.insert(.output) }
+            loop.modify(connection.fd, token: connection.token, events: events)
+            if !pauseReading && connection.state != .closing {
+                // Bytes may have arrived while paused.
+                readFrom(connection)
+            }
+        }
+    }
+
+    private func flushConnections() {
+        for connection in connections.values where connection.isDirty {
+            if !connection.flush() {
+                dropConnection(connection)
+                continue
+            }
+            if connection.state == .closing && connection.pendingOutput == 0 {
+                dropConnection(connection)
+                continue
+            }
+            updateInterest(connection)
+            if connection.pendingOutput < ClientConnection.lowWatermark { releaseDeferredCredits(connection) }
+        }
+        for plugin in plugins.values where !plugin.pendingWrites.isEmpty && !plugin.wantsWritable {
+            flushWorkerWrites(plugin)
+        }
+    }
+
+    /// Sends a frame to a client connection (if it is still there).
+    func send(_ frame: Frame, to connectionID: UInt64) {
+        guard connectionID != 0, let connection = connections[connectionID], connection.state != .closing else { return }
+        connection.enqueue(frame)
+    }
+
+    /// Completes a client operation with an error or success, with Airlock's message.
+    func complete(_ connectionID: UInt64, _ operationID: UInt64, code: UInt32, extendedInformation: String? = nil, message: String) {
+        if let connection = connections[connectionID] { connection.operations[operationID] = nil }
+        send(Frame(operationID: operationID, flags: .final, message: .operationComplete(
+            OperationComplete(errorCode: code, extendedInformation: extendedInformation, message: message))), to: connectionID)
+    }
+}
+
+/// `WSMAN_PLUGIN_SHUTDOWN_*` reasons.
+enum WSManShutdownReason {
+    static let system: UInt32 = 1
+    static let service: UInt32 = 2
+    static let iisHost: UInt32 = 3
+    static let idleTimeoutElapsed: UInt32 = 4
+
+    static func name(_ reason: UInt32) -> String {
+        switch reason {
+        case system: "WSMAN_PLUGIN_SHUTDOWN_SYSTEM"
+        case service: "WSMAN_PLUGIN_SHUTDOWN_SERVICE"
+        case iisHost: "WSMAN_PLUGIN_SHUTDOWN_IISHOST"
+        case idleTimeoutElapsed: "WSMAN_PLUGIN_SHUTDOWN_IDLETIMEOUT_ELAPSED"
+        default: "reason \(reason)"
+        }
+    }
+}

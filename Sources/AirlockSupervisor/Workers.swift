@@ -1,0 +1,756 @@
+import AirlockPosix
+import AirlockProtocol
+import Glibc
+import Logging
+import SystemPackage
+
+/// Worker processes: spawning, the channel, callbacks, deaths, deadlines and shutdown.
+extension Supervisor {
+    /// Bytes of result data a worker may have in flight per operation.
+    static let outputWindowBytes: UInt32 = 1 << 20
+    /// Credits are returned in batches of this size.
+    static let creditBatch: UInt32 = 256 << 10
+    static let heartbeatInterval: UInt64 = 5_000_000_000
+    static let heartbeatTimeout: UInt64 = 10_000_000_000
+
+    func log(_ plugin: PluginRuntime) -> Logger.Metadata {
+        ["plugin": .string(plugin.name), "worker_pid": .stringConvertible(plugin.pid)]
+    }
+
+    // MARK: - Submitting
+
+    /// Sends a request to the plug-in's worker, starting the worker when needed.
+    func submit(_ plugin: PluginRuntime, operation: UInt64, message: Message, route: Route, connection: ClientConnection?) {
+        if case .quarantined(let until) = plugin.state {
+            let seconds = (until &- SystemClock.monotonicNanoseconds()) / 1_000_000_000
+            complete(route.connectionID, route.clientOperationID, code: WSManError.pluginFailed,
+                     message: "plug-in '\(plugin.name)' is quarantined after \(plugin.crashTimes.count) crashes in \(plugin.config.restartIntervalSec) s (last: \(plugin.lastExit ?? "unknown")); it accepts operations again in \(seconds) s or after `airlockctl restart \(plugin.name)`")
+            dropRouteEffects(plugin, route)
+            return
+        }
+        if plugin.state == .stopping {
+            complete(route.connectionID, route.clientOperationID, code: WSManError.shutdownInProgress,
+                     message: "plug-in '\(plugin.name)' is shutting down; retry in a moment")
+            dropRouteEffects(plugin, route)
+            return
+        }
+        plugin.routes[operation] = route
+        connection?.operations[route.clientOperationID] = OperationKey(plugin: plugin.name, workerOperationID: operation)
+        plugin.lastActivity = SystemClock.monotonicNanoseconds()
+        if plugin.state == .running {
+            writeToWorker(plugin, Frame(operationID: operation, message: message))
+        } else {
+            plugin.queued.append(QueuedRequest(workerOperationID: operation, message: message))
+            ensureWorker(plugin)
+        }
+    }
+
+    /// Undoes what a route held when it ends without reaching the worker.
+    func dropRouteEffects(_ plugin: PluginRuntime, _ route: Route) {
+        switch route.kind {
+        case .shell:
+            if let shell = shells[route.shellID] { forgetShell(shell, plugin: plugin) }
+        case .command:
+            shells[route.shellID]?.commands[route.commandID] = nil
+        case .send:
+            if let key = route.sendKey, let shell = shells[route.shellID] { releaseSendKey(key, shell: shell, plugin: plugin) }
+        default:
+            break
+        }
+    }
+
+    func writeToWorker(_ plugin: PluginRuntime, _ frame: Frame) {
+        guard let channel = plugin.channel else { return }
+        let bytes = frame.encoded()
+        if plugin.pendingWrites.isEmpty {
+            do {
+                let sent = try bytes.withUnsafeBytes { buffer throws(SystemCallError) in try Posix.send(channel, buffer, flags: .dontWait) }
+                if sent != nil { return }
+            } catch {
+                recycle(plugin, because: "its channel failed: \(error)")
+                return
+            }
+        }
+        plugin.pendingWrites.append(bytes)
+        if !plugin.wantsWritable {
+            plugin.wantsWritable = true
+            loop.modify(channel, token: plugin.channelToken, events: [.input, .output])
+        }
+    }
+
+    func flushWorkerWrites(_ plugin: PluginRuntime) {
+        guard let channel = plugin.channel else { plugin.pendingWrites.removeAll(); return }
+        while let first = plugin.pendingWrites.first {
+            do {
+                let sent = try first.withUnsafeBytes { buffer throws(SystemCallError) in try Posix.send(channel, buffer, flags: .dontWait) }
+                guard sent != nil else { break }
+                plugin.pendingWrites.removeFirst()
+            } catch {
+                recycle(plugin, because: "its channel failed: \(error)")
+                return
+            }
+        }
+        let want = !plugin.pendingWrites.isEmpty
+        if want != plugin.wantsWritable {
+            plugin.wantsWritable = want
+            loop.modify(channel, token: plugin.channelToken, events: want ? [.input, .output] : [.input])
+        }
+    }
+
+    func sendCancel(_ plugin: PluginRuntime, operation: UInt64) {
+        guard var route = plugin.routes[operation], route.cancelSentAt == 0 else { return }
+        route.cancelSentAt = SystemClock.monotonicNanoseconds()
+        plugin.routes[operation] = route
+        writeToWorker(plugin, Frame(operationID: operation, message: .workerCancel))
+    }
+
+    func grantCredit(_ plugin: PluginRuntime, operation: UInt64) {
+        guard var route = plugin.routes[operation], route.pendingCredit > 0 else { return }
+        let bytes = route.pendingCredit
+        route.pendingCredit = 0
+        plugin.routes[operation] = route
+        writeToWorker(plugin, Frame(operationID: operation, message: .workerCredit(bytes: bytes)))
+    }
+
+    func releaseDeferredCredits(_ connection: ClientConnection) {
+        guard connection.pendingOutput < ClientConnection.lowWatermark else { return }
+        for key in connection.operations.values where key.workerOperationID != 0 {
+            guard let plugin = plugins[key.plugin], let route = plugin.routes[key.workerOperationID] else { continue }
+            if route.pendingCredit >= Self.creditBatch || (route.pendingCredit > 0 && connection.pendingOutput == 0) {
+                grantCredit(plugin, operation: key.workerOperationID)
+            }
+        }
+    }
+
+    // MARK: - Starting
+
+    /// Starts the worker if none is running or starting.
+    func ensureWorker(_ plugin: PluginRuntime) {
+        guard plugin.state == .idle, plugin.pid == 0, plugin.restartTimer == nil, !stopping else { return }
+        let library = plugin.config.library
+        guard access(library, F_OK) == 0 else {
+            let message = "plug-in '\(plugin.name)': library \(library) does not exist; fix Filename in its configuration"
+            plugin.recordFailure(message)
+            logger.error("\(message)", metadata: log(plugin))
+            failQueued(plugin, code: WSManError.fileNotPresent, message: message)
+            return
+        }
+        do {
+            try spawnWorker(plugin)
+        } catch {
+            let message = "plug-in '\(plugin.name)': cannot start its worker \(config.workerExecutable): \(error)"
+            plugin.recordFailure(message)
+            logger.error("\(message)", metadata: log(plugin))
+            failQueued(plugin, code: WSManError.pluginFailed, message: message)
+        }
+    }
+
+    private func spawnWorker(_ plugin: PluginRuntime) throws {
+        let (ours, theirs) = try UnixSocket.makePair(.seqPacket)
+        var cleanup: [FileDescriptor] = [theirs]
+        defer { for fd in cleanup { try? Posix.close(fd) } }
+        for fd in [ours, theirs] {
+            try? UnixSocket.setBufferSize(fd, .send, bytes: 4 << 20)
+            try? UnixSocket.setBufferSize(fd, .receive, bytes: 4 << 20)
+        }
+        let out = try Posix.pipe()
+        let err = try Posix.pipe()
+        cleanup += [out.write, err.write]
+        let stateDirectory = try prepareStateDirectory(plugin)
+        let environment = [
+            "SWIFT_BACKTRACE": "enable=no",
+            "MALLOC_ARENA_MAX": "2",
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "HOME": stateDirectory,
+            "TMPDIR": "/tmp",
+            "AIRLOCK_PLUGIN": plugin.name,
+        ]
+        let pid = try ProcessControl.spawn(
+            executable: config.workerExecutable,
+            arguments: [config.workerExecutable, "--plugin", plugin.name],
+            environment: environment,
+            fileDescriptors: [
+                .init(source: devNull, target: 0), .init(source: out.write, target: 1),
+                .init(source: err.write, target: 2), .init(source: theirs, target: 3),
+            ],
+            newSession: true)
+        plugin.generation += 1
+        plugin.pid = pid
+        plugin.state = .starting
+        plugin.startedAt = SystemClock.monotonicNanoseconds()
+        plugin.lastActivity = plugin.startedAt
+        plugin.channel = ours
+        plugin.fatalMessage = nil
+        plugin.stopReason = nil
+        plugin.exports = 0
+        plugin.pingSentAt = 0
+        plugin.threadsLeftAfterShutdown = nil
+        plugin.channelToken = try loop.register(ours, events: .input) { [unowned self, unowned plugin] events in
+            self.channelEvent(plugin, events: events)
+        }
+        for (fd, stream) in [(out.read, "stdout"), (err.read, "stderr")] {
+            try Posix.setNonBlocking(fd)
+            let token = try loop.register(fd, events: .input) { [unowned self, unowned plugin] _ in
+                self.pluginOutput(plugin, fd: fd, stream: stream)
+            }
+            plugin.outputPipes.append((fd, token, stream))
+        }
+        // Shells of the previous generation are gone; ids keep growing.
+        let start = WorkerStart(
+            plugin: plugin.name, libraryPath: plugin.config.library, applicationIdentification: "wsman",
+            extraInfo: plugin.config.initializationParameters, startupFlags: plugin.nextStartupFlags,
+            maxEnvelopeSize: UInt32(config.maxFrameSize), outputWindowBytes: Self.outputWindowBytes, dropOutput: plugin.config.dropOutput,
+            configuration: configurationValues(plugin), sandboxProfile: try sandboxProfile(plugin, stateDirectory: stateDirectory))
+        plugin.nextStartupFlags = 0
+        writeToWorker(plugin, Frame(operationID: 0, message: .workerStart(start)))
+        logger.info("started worker", metadata: log(plugin))
+    }
+
+    private func configurationValues(_ plugin: PluginRuntime) -> [ConfigurationValue] {
+        [
+            ConfigurationValue(flag: 1, value: .dword(0)),  // SHAREDHOST: never, one process per plug-in
+            ConfigurationValue(flag: 2, value: .text(plugin.config.runAsUser ?? "")),
+            ConfigurationValue(flag: 3, value: .dword(plugin.config.autoRestart ? 1 : 0)),
+            ConfigurationValue(flag: 4, value: .dword(plugin.config.processIdleTimeoutSec)),
+            ConfigurationValue(flag: 5, value: .text(plugin.name)),
+        ]
+    }
+
+    // MARK: - The channel
+
+    private func channelEvent(_ plugin: PluginRuntime, events: Epoll.Events) {
+        if events.contains(.output) { flushWorkerWrites(plugin) }
+        if events.contains(.input) || events.contains(.hangup) || events.contains(.error) {
+            drainChannel(plugin)
+        }
+    }
+
+    /// Reads and handles every packet waiting on the channel.
+    func drainChannel(_ plugin: PluginRuntime) {
+        var packets = 0
+        while let channel = plugin.channel, packets < 256 {
+            packets += 1
+            let result: Posix.PacketResult
+            do {
+                result = try Posix.receivePacket(channel, into: readBuffer, flags: .dontWait)
+            } catch {
+                channelClosed(plugin, why: "its channel failed: \(error)")
+                return
+            }
+            switch result {
+            case .wouldBlock:
+                return
+            case .endOfFile:
+                channelClosed(plugin, why: "it closed its channel")
+                return
+            case .truncated(_, let size):
+                recycle(plugin, because: "it sent a \(size)-byte frame, above the \(config.maxFrameSize)-byte limit")
+                return
+            case .packet(let count):
+                let bytes = [UInt8](UnsafeRawBufferPointer(rebasing: readBuffer[0..<count]))
+                let frame: Frame
+                do {
+                    frame = try Frame.decode(bytes, maxFrameSize: config.maxFrameSize + 1024)
+                } catch {
+                    recycle(plugin, because: "it sent a malformed frame (\(error.message))")
+                    return
+                }
+                handleWorkerFrame(frame, from: plugin)
+            }
+        }
+    }
+
+    private func channelClosed(_ plugin: PluginRuntime, why: String) {
+        guard let channel = plugin.channel else { return }
+        loop.unregister(channel, token: plugin.channelToken)
+        try? Posix.close(channel)
+        plugin.channel = nil
+        plugin.pendingWrites.removeAll()
+        plugin.wantsWritable = false
+        if plugin.stopReason == nil { plugin.stopReason = why }
+        // The process is ended whatever it does next; its exit is reported when reaped.
+        killWorker(plugin)
+    }
+
+    private func handleWorkerFrame(_ frame: Frame, from plugin: PluginRuntime) {
+        let op = frame.operationID
+        switch frame.message {
+        case .workerReady(let ready):
+            guard plugin.state == .starting, op == 0 else { return nonsense(plugin, frame) }
+            workerReady(plugin, ready)
+        case .workerContext:
+            guard var route = plugin.routes[op], route.kind == .shell || route.kind == .command else { return nonsense(plugin, frame) }
+            route.deadline = 0
+            let connectionID = route.connectionID, clientOp = route.clientOperationID
+            route.connectionID = 0
+            route.clientOperationID = 0
+            plugin.routes[op] = route
+            connections[connectionID]?.operations[clientOp] = nil
+            if route.kind == .shell, let shell = shells[route.shellID] {
+                shell.ready = true
+                send(Frame(operationID: clientOp, flags: .final, message: .shellCreated(ShellCreated(shellID: shell.id, plugin: plugin.name, resourceURI: shell.resourceURI))), to: connectionID)
+                if shell.closing { sendCancel(plugin, operation: op) }
+            } else if route.kind == .command, let command = shells[route.shellID]?.commands[route.commandID] {
+                command.ready = true
+                send(Frame(operationID: clientOp, flags: .final, message: .commandCreated(commandID: command.id)), to: connectionID)
+            }
+            plugin.recordLatency(SystemClock.monotonicNanoseconds() &- route.startedAt)
+        case .workerResult(let result):
+            guard var route = plugin.routes[op], route.kind == .receive else { return nonsense(plugin, frame) }
+            let size = Self.creditSize(result.streamResult)
+            route.pendingCredit &+= size
+            plugin.routes[op] = route
+            if route.connectionID != 0, let connection = connections[route.connectionID] {
+                connection.enqueue(Frame(operationID: route.clientOperationID, message: .receiveResult(result)))
+                if connection.pendingOutput < ClientConnection.highWatermark && route.pendingCredit >= Self.creditBatch {
+                    grantCredit(plugin, operation: op)
+                }
+            } else {
+                grantCredit(plugin, operation: op)
+            }
+        case .workerComplete(let completion):
+            guard let route = plugin.routes.removeValue(forKey: op) else { return nonsense(plugin, frame) }
+            operationCompleted(plugin, operation: op, route: route, completion)
+        case .workerBreach(let message):
+            let key = String(message.prefix(80))
+            if plugin.reportedBreaches.insert(key).inserted {
+                logger.warning("plug-in broke the API contract: \(message)", metadata: log(plugin))
+                plugin.recordFailure("contract breach: \(message)")
+            }
+        case .workerFatal(let message):
+            plugin.fatalMessage = message
+            logger.error("worker reports a fatal error: \(message)", metadata: log(plugin))
+        case .workerShutdownDone(let done):
+            plugin.threadsLeftAfterShutdown = done.threadsLeft
+            if done.threadsLeft > 0 {
+                logger.warning("WSManPluginShutdown returned with \(done.threadsLeft) plug-in thread(s) still running; they end with the worker process", metadata: log(plugin))
+                plugin.recordFailure("Shutdown left \(done.threadsLeft) thread(s) running (ended with the worker)")
+            }
+            if done.errorCode != 0 {
+                logger.warning("WSManPluginShutdown returned \(WSManError.name(done.errorCode))", metadata: log(plugin))
+            }
+        case .workerReportCompletion(let flags):
+            logger.info("plug-in called WSManPluginReportCompletion (flags \(flags))", metadata: log(plugin))
+        case .pong:
+            plugin.pingSentAt = 0
+        case .ping(let token):
+            writeToWorker(plugin, Frame(operationID: op, flags: .final, message: .pong(token: token)))
+        default:
+            nonsense(plugin, frame)
+        }
+    }
+
+    static func creditSize(_ data: WSManData) -> UInt32 {
+        switch data {
+        case .none: 0
+        case .binary(let bytes): UInt32(bytes.count)
+        case .text(let text): UInt32(text.utf8.count)
+        case .dword: 4
+        }
+    }
+
+    private func nonsense(_ plugin: PluginRuntime, _ frame: Frame) {
+        recycle(plugin, because: "it sent an unexpected \(frame.message.type.wireName) frame for operation \(frame.operationID) (the worker channel is untrusted; a plug-in may have written to it)")
+    }
+
+    private func workerReady(_ plugin: PluginRuntime, _ ready: WorkerReady) {
+        plugin.sandboxReport = ready.sandbox
+        plugin.exports = ready.exports
+        guard ready.errorCode == 0 else {
+            let message = ready.message.isEmpty ? "plug-in '\(plugin.name)' failed to start: \(WSManError.name(ready.errorCode))" : ready.message
+            plugin.recordFailure(message)
+            plugin.stopReason = "it failed to start"
+            logger.error("\(message)", metadata: log(plugin))
+            failQueued(plugin, code: ready.errorCode, message: message)
+            plugin.state = .stopping
+            return
+        }
+        plugin.state = .running
+        plugin.readyAt = SystemClock.monotonicNanoseconds()
+        let unavailable = ready.sandbox.filter { $0.state.hasPrefix("unavailable") }
+        for layer in unavailable {
+            logger.warning("sandbox layer \(layer.name) is \(layer.state)", metadata: log(plugin))
+        }
+        logger.info("worker ready in \((plugin.readyAt &- plugin.startedAt) / 1000) µs", metadata: log(plugin))
+        let queued = plugin.queued
+        plugin.queued.removeAll()
+        for request in queued where plugin.routes[request.workerOperationID] != nil {
+            writeToWorker(plugin, Frame(operationID: request.workerOperationID, message: request.message))
+        }
+    }
+
+    /// Fails every request waiting for the worker to start.
+    func failQueued(_ plugin: PluginRuntime, code: UInt32, message: String) {
+        let queued = plugin.queued
+        plugin.queued.removeAll()
+        for request in queued {
+            guard let route = plugin.routes.removeValue(forKey: request.workerOperationID) else { continue }
+            complete(route.connectionID, route.clientOperationID, code: code, message: message)
+            dropRouteEffects(plugin, route)
+        }
+    }
+
+    // MARK: - Completions
+
+    private func operationCompleted(_ plugin: PluginRuntime, operation: UInt64, route: Route, _ completion: WorkerComplete) {
+        let now = SystemClock.monotonicNanoseconds()
+        if route.deadline != 0 || route.kind == .shell || route.kind == .command {
+            plugin.recordLatency(now &- route.startedAt)
+        }
+        var code = completion.errorCode
+        var message = ""
+        if route.timedOut && code != 0 {
+            code = WSManError.operationTimedOut
+            message = "\(route.kind.entryPoint) of plug-in '\(plugin.name)' did not finish within its deadline; it was cancelled"
+        } else if code != 0 {
+            message = "plug-in '\(plugin.name)' completed \(route.kind.entryPoint) with \(WSManError.name(code))"
+        }
+        switch route.kind {
+        case .shell:
+            guard let shell = shells[route.shellID] else { return }
+            if !shell.ready {
+                if code == 0 {
+                    code = WSManError.invalidProviderResponse
+                    message = "plug-in '\(plugin.name)' completed WSManPluginShell without reporting a shell context (WSManPluginReportContext)"
+                }
+                complete(route.connectionID, route.clientOperationID, code: code, extendedInformation: completion.extendedInformation, message: message)
+            }
+            finishShell(shell, plugin: plugin, code: code, extendedInformation: completion.extendedInformation, message: message)
+        case .command:
+            guard let shell = shells[route.shellID], let command = shell.commands.removeValue(forKey: route.commandID) else { return }
+            if !command.ready {
+                if code == 0 {
+                    code = WSManError.invalidProviderResponse
+                    message = "plug-in '\(plugin.name)' completed WSManPluginCommand without reporting a command context"
+                }
+                complete(route.connectionID, route.clientOperationID, code: code, extendedInformation: completion.extendedInformation, message: message)
+            } else {
+                send(Frame(operationID: 0, message: .commandEnded(CommandEnded(
+                    shellID: shell.id, commandID: command.id, errorCode: code, extendedInformation: completion.extendedInformation, message: message))),
+                     to: shell.attachedConnection)
+            }
+        case .send:
+            complete(route.connectionID, route.clientOperationID, code: code, extendedInformation: completion.extendedInformation, message: message)
+            if let key = route.sendKey, let shell = shells[route.shellID] { releaseSendKey(key, shell: shell, plugin: plugin) }
+        case .receive, .signal, .connect:
+            if route.kind == .receive && route.cancelledByClient && code != 0 && !route.timedOut {
+                message = "cancelled by the client"
+            }
+            complete(route.connectionID, route.clientOperationID, code: code, extendedInformation: completion.extendedInformation, message: message)
+        }
+    }
+
+    /// A shell ended: tell its client, answer close requests, forget it.
+    func finishShell(_ shell: ShellRecord, plugin: PluginRuntime, code: UInt32, extendedInformation: String?, message: String) {
+        if shell.ready {
+            send(Frame(operationID: 0, message: .shellClosed(ShellClosed(shellID: shell.id, errorCode: code, extendedInformation: extendedInformation, message: message))),
+                 to: shell.attachedConnection)
+        }
+        for waiter in shell.closeWaiters {
+            complete(waiter.connection, waiter.operation, code: 0, message: "")
+        }
+        forgetShell(shell, plugin: plugin)
+    }
+
+    func forgetShell(_ shell: ShellRecord, plugin: PluginRuntime) {
+        shells[shell.id] = nil
+        plugin.shells.remove(shell.id)
+        connections[shell.attachedConnection]?.shells.remove(shell.id)
+        for (_, queue) in shell.sendQueues {
+            for queued in queue {
+                complete(queued.connectionID, queued.clientOperationID, code: WSManError.shellAlreadyClosed, message: "shell \(shell.id) closed before this input was sent")
+            }
+        }
+        shell.sendQueues.removeAll()
+    }
+
+    // MARK: - Output of plug-ins
+
+    private func pluginOutput(_ plugin: PluginRuntime, fd: FileDescriptor, stream: String) {
+        var chunk = [UInt8](repeating: 0, count: 16_384)
+        for _ in 0..<16 {
+            let count: Int?
+            do {
+                count = try chunk.withUnsafeMutableBytes { buffer throws(SystemCallError) in try Posix.read(fd, into: buffer) }
+            } catch {
+                closePipe(plugin, fd: fd)
+                return
+            }
+            guard let count else { return }
+            if count == 0 {
+                closePipe(plugin, fd: fd)
+                flushLines(plugin, stream: stream, final: true)
+                return
+            }
+            plugin.lineBuffers[stream, default: []].append(contentsOf: chunk[0..<count])
+            flushLines(plugin, stream: stream, final: false)
+        }
+    }
+
+    private func flushLines(_ plugin: PluginRuntime, stream: String, final: Bool) {
+        guard var buffer = plugin.lineBuffers[stream] else { return }
+        while let newline = buffer.firstIndex(of: 10) {
+            emitPluginLine(plugin, stream: stream, bytes: buffer[..<newline])
+            buffer.removeSubrange(...newline)
+        }
+        if buffer.count > 4096 || (final && !buffer.isEmpty) {
+            emitPluginLine(plugin, stream: stream, bytes: buffer[...])
+            buffer.removeAll()
+        }
+        plugin.lineBuffers[stream] = buffer
+    }
+
+    private func emitPluginLine(_ plugin: PluginRuntime, stream: String, bytes: ArraySlice<UInt8>) {
+        let now = SystemClock.monotonicNanoseconds()
+        if !outputRateLimiter.allow(plugin.name, now: now) { return }
+        let text = String(decoding: bytes.prefix(4096), as: UTF8.self)
+        var metadata = log(plugin)
+        metadata["stream"] = .string(stream)
+        if let suppressed = outputRateLimiter.takeSuppressed(plugin.name), suppressed > 0 {
+            logger.warning("\(suppressed) line(s) of plug-in output suppressed by the rate limit", metadata: log(plugin))
+        }
+        logger.info("\(text)", metadata: metadata)
+    }
+
+    private func closePipe(_ plugin: PluginRuntime, fd: FileDescriptor) {
+        guard let index = plugin.outputPipes.firstIndex(where: { $0.fd == fd }) else { return }
+        loop.unregister(fd, token: plugin.outputPipes[index].token)
+        try? Posix.close(fd)
+        plugin.outputPipes.remove(at: index)
+    }
+
+    // MARK: - Ending workers
+
+    /// Asks the worker to shut down (cancel everything, `WSManPluginShutdown`), and kills
+    /// it if it has not exited within the grace period.
+    func stopWorker(_ plugin: PluginRuntime, reason: UInt32, why: String) {
+        if let timer = plugin.restartTimer {
+            loop.cancelTimer(timer)
+            plugin.restartTimer = nil
+        }
+        failQueued(plugin, code: WSManError.shutdownInProgress, message: "plug-in '\(plugin.name)' is stopping: \(why)")
+        guard plugin.pid != 0 else {
+            if plugin.state != .idle, case .quarantined = plugin.state {} else { plugin.state = .idle }
+            finishStopWaiters(plugin)
+            return
+        }
+        guard plugin.state != .stopping else { return }
+        let wasRunning = plugin.state == .running
+        plugin.state = .stopping
+        plugin.stopReason = why
+        logger.info("stopping worker: \(why) (\(WSManShutdownReason.name(reason)))", metadata: log(plugin))
+        if wasRunning {
+            writeToWorker(plugin, Frame(operationID: 0, message: .workerShutdown(WorkerShutdown(reason: reason, graceMs: plugin.config.cancelGraceMs))))
+            let limit = UInt64(plugin.config.cancelGraceMs) * 1_000_000 + 5_000_000_000
+            let generation = plugin.generation
+            plugin.shutdownTimer = loop.schedule(afterNanoseconds: limit) { [unowned self, unowned plugin] in
+                guard plugin.generation == generation, plugin.pid != 0 else { return }
+                self.logger.warning("worker did not exit within the shutdown grace period; killing it", metadata: self.log(plugin))
+                plugin.stopReason = (plugin.stopReason ?? why) + "; WSManPluginShutdown did not return in time, so the worker was killed"
+                self.killWorker(plugin)
+            }
+        } else {
+            killWorker(plugin)
+        }
+    }
+
+    /// Kills the worker's process group now; the exit is handled when it is reaped.
+    func killWorker(_ plugin: PluginRuntime) {
+        guard plugin.pid > 0 else { return }
+        _ = try? ProcessControl.killProcessGroup(plugin.pid, signal: SIGKILL)
+        _ = try? ProcessControl.kill(plugin.pid, signal: SIGKILL)
+    }
+
+    /// Ends a misbehaving worker: its operations fail with `because` in the message.
+    func recycle(_ plugin: PluginRuntime, because: String) {
+        guard plugin.pid != 0 else { return }
+        if plugin.stopReason == nil { plugin.stopReason = because }
+        logger.error("recycling worker: \(because)", metadata: log(plugin))
+        if let channel = plugin.channel {
+            loop.unregister(channel, token: plugin.channelToken)
+            try? Posix.close(channel)
+            plugin.channel = nil
+            plugin.pendingWrites.removeAll()
+        }
+        killWorker(plugin)
+    }
+
+    func reapWorkers() {
+        while let (pid, status) = (try? ProcessControl.reapAny()) ?? nil {
+            guard let plugin = plugins.values.first(where: { $0.pid == pid }) else { continue }
+            workerExited(plugin, status: status)
+        }
+        if stopping { checkStopped() }
+    }
+
+    private func workerExited(_ plugin: PluginRuntime, status: WaitStatus) {
+        // Frames written just before death (W_FATAL, completions) come first.
+        if plugin.channel != nil { drainChannel(plugin) }
+        if let channel = plugin.channel {
+            loop.unregister(channel, token: plugin.channelToken)
+            try? Posix.close(channel)
+            plugin.channel = nil
+        }
+        for pipe in plugin.outputPipes {
+            pluginOutput(plugin, fd: pipe.fd, stream: pipe.stream)
+        }
+        for pipe in plugin.outputPipes {
+            loop.unregister(pipe.fd, token: pipe.token)
+            try? Posix.close(pipe.fd)
+        }
+        plugin.outputPipes.removeAll()
+        plugin.pendingWrites.removeAll()
+        plugin.wantsWritable = false
+        if let timer = plugin.shutdownTimer { loop.cancelTimer(timer); plugin.shutdownTimer = nil }
+        let pid = plugin.pid
+        plugin.pid = 0
+        let intentional = plugin.state == .stopping
+        let clean: Bool = if case .exited(0) = status { true } else { false }
+        let running = plugin.routes.values.map(\.kind.entryPoint)
+        let inProgress = Set(running.filter { $0 != "WSManPluginShell" && $0 != "WSManPluginCommand" })
+        var cause = "its worker (pid \(pid)) \(status)"
+        if let fatal = plugin.fatalMessage { cause += " (\(fatal))" }
+        if let reason = plugin.stopReason, !intentional || !clean { cause += " because \(reason)" }
+        _ = clean
+        if !inProgress.isEmpty { cause += " while \(inProgress.sorted().joined(separator: ", ")) was in progress" }
+        let crashed = !intentional
+        plugin.lastExit = "\(status)" + (plugin.fatalMessage.map { " (\($0))" } ?? "")
+        if crashed {
+            logger.error("plug-in '\(plugin.name)' failed: \(cause)", metadata: ["plugin": .string(plugin.name), "worker_pid": .stringConvertible(pid)])
+            plugin.recordFailure("failed: \(cause)")
+        } else {
+            logger.info("worker exited: \(status)", metadata: ["plugin": .string(plugin.name), "worker_pid": .stringConvertible(pid)])
+        }
+        // Every operation in flight completes now, children before parents.
+        let code = intentional && !crashed ? WSManError.shutdownInProgress : WSManError.pluginFailed
+        let what = crashed ? "plug-in '\(plugin.name)' failed: \(cause)" : "plug-in '\(plugin.name)' was stopped: \(plugin.stopReason ?? "shutdown")"
+        let routes = plugin.routes.sorted { $0.value.kind.cancelOrder < $1.value.kind.cancelOrder }
+        plugin.routes.removeAll()
+        failQueued(plugin, code: code, message: what)
+        for (_, route) in routes {
+            switch route.kind {
+            case .shell:
+                guard let shell = shells[route.shellID] else { continue }
+                if !shell.ready {
+                    complete(route.connectionID, route.clientOperationID, code: code, message: what + "; the shell was not created")
+                }
+                for command in shell.commands.values where command.ready {
+                    send(Frame(operationID: 0, message: .commandEnded(CommandEnded(shellID: shell.id, commandID: command.id, errorCode: code, message: what))), to: shell.attachedConnection)
+                }
+                finishShell(shell, plugin: plugin, code: code, extendedInformation: nil, message: what + "; the shell was closed")
+            case .command:
+                if let shell = shells[route.shellID], let command = shell.commands[route.commandID], !command.ready {
+                    complete(route.connectionID, route.clientOperationID, code: code, message: what)
+                }
+            default:
+                complete(route.connectionID, route.clientOperationID, code: code, message: what)
+            }
+        }
+        for shellID in plugin.shells {
+            if let shell = shells[shellID] { finishShell(shell, plugin: plugin, code: code, extendedInformation: nil, message: what) }
+        }
+        plugin.shells.removeAll()
+        plugin.state = .idle
+        finishStopWaiters(plugin)
+        if !plugin.config.enabled && !pluginOrder.contains(plugin.name) { plugins[plugin.name] = nil }
+        if crashed { countCrash(plugin) }
+        if stopping { checkStopped() }
+    }
+
+    private func finishStopWaiters(_ plugin: PluginRuntime) {
+        let waiters = plugin.stopWaiters
+        plugin.stopWaiters.removeAll()
+        var restart = false
+        for waiter in waiters {
+            complete(waiter.connection, waiter.operation, code: 0, message: "")
+            restart = restart || waiter.restart
+        }
+        if restart && !stopping {
+            ensureWorker(plugin)
+        }
+    }
+
+    /// Counts a crash; quarantines on a crash loop; restarts with back-off when
+    /// AutoRestart is set.
+    private func countCrash(_ plugin: PluginRuntime) {
+        let now = SystemClock.monotonicNanoseconds()
+        let window = UInt64(plugin.config.restartIntervalSec) * 1_000_000_000
+        plugin.crashTimes = plugin.crashTimes.filter { now &- $0 < window } + [now]
+        plugin.restarts += 1
+        if plugin.crashTimes.count > plugin.config.restartBurst {
+            plugin.state = .quarantined(until: now &+ window)
+            let message = "quarantined: \(plugin.crashTimes.count) crashes within \(plugin.config.restartIntervalSec) s (RestartLimit Burst \(plugin.config.restartBurst)); operations fail until the window passes or `airlockctl restart \(plugin.name)`"
+            logger.error("\(message)", metadata: ["plugin": .string(plugin.name)])
+            plugin.recordFailure(message)
+            return
+        }
+        guard plugin.config.autoRestart && !stopping else { return }
+        // Back off: 100 ms doubling per recent crash, at most 10 s.
+        let delay = min(UInt64(100_000_000) << UInt64(max(plugin.crashTimes.count - 1, 0)), 10_000_000_000)
+        plugin.nextStartupFlags = 2  // WSMAN_PLUGIN_STARTUP_AUTORESTARTED_CRASH
+        plugin.restartTimer = loop.schedule(afterNanoseconds: delay) { [unowned self, unowned plugin] in
+            plugin.restartTimer = nil
+            self.logger.info("restarting after a crash (AutoRestart)", metadata: ["plugin": .string(plugin.name)])
+            self.ensureWorker(plugin)
+        }
+    }
+
+    // MARK: - Deadlines, heartbeats, idle
+
+    func checkDeadlines(now: UInt64) {
+        for plugin in plugins.values where plugin.state == .running || plugin.state == .starting {
+            var expired: [UInt64] = []
+            var overdue: (UInt64, Route)?
+            let grace = UInt64(plugin.config.cancelGraceMs) * 1_000_000
+            for (operation, route) in plugin.routes {
+                if route.deadline != 0 && now >= route.deadline && route.cancelSentAt == 0 {
+                    expired.append(operation)
+                } else if route.cancelSentAt != 0 && now &- route.cancelSentAt > grace && (route.deadline != 0 || route.kind != .shell || route.cancelledByClient || shells[route.shellID]?.closing == true) {
+                    overdue = (operation, route)
+                }
+            }
+            for operation in expired {
+                plugin.routes[operation]?.timedOut = true
+                if plugin.state == .starting, let index = plugin.queued.firstIndex(where: { $0.workerOperationID == operation }) {
+                    plugin.queued.remove(at: index)
+                    if let route = plugin.routes.removeValue(forKey: operation) {
+                        complete(route.connectionID, route.clientOperationID, code: WSManError.operationTimedOut, message: "plug-in '\(plugin.name)' did not start within the operation's deadline")
+                        dropRouteEffects(plugin, route)
+                    }
+                    continue
+                }
+                sendCancel(plugin, operation: operation)
+            }
+            if let (operation, route) = overdue {
+                recycle(plugin, because: "\(route.kind.entryPoint) (operation \(operation)) was cancelled but not completed within the grace period of \(plugin.config.cancelGraceMs) ms")
+            }
+        }
+    }
+
+    func workerHousekeeping(_ plugin: PluginRuntime, now: UInt64) {
+        if case .quarantined(let until) = plugin.state, now >= until {
+            plugin.state = .idle
+            plugin.crashTimes.removeAll()
+            logger.info("quarantine over", metadata: ["plugin": .string(plugin.name)])
+        }
+        guard plugin.state == .running else {
+            if plugin.state == .starting && now &- plugin.startedAt > 30_000_000_000 {
+                recycle(plugin, because: "it did not report ready within 30 s (a hanging WSManPluginStartup?)")
+            }
+            return
+        }
+        if plugin.pingSentAt != 0 {
+            if now &- plugin.pingSentAt > Self.heartbeatTimeout {
+                recycle(plugin, because: "it stopped answering heartbeats for \(Self.heartbeatTimeout / 1_000_000_000) s")
+            }
+        } else if now &- plugin.readyAt > Self.heartbeatInterval && now % Self.heartbeatInterval < 1_000_000_000 {
+            plugin.pingSentAt = now
+            writeToWorker(plugin, Frame(operationID: 0, message: .ping(token: now)))
+        }
+        let idle = UInt64(plugin.config.processIdleTimeoutSec) * 1_000_000_000
+        if idle > 0 && plugin.routes.isEmpty && plugin.shells.isEmpty && now &- plugin.lastActivity > idle {
+            stopWorker(plugin, reason: WSManShutdownReason.idleTimeoutElapsed, why: "idle for \(plugin.config.processIdleTimeoutSec) s (ProcessIdleTimeoutSec)")
+        }
+    }
+}

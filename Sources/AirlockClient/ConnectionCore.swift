@@ -1,0 +1,545 @@
+import AirlockPosix
+import AirlockProtocol
+import Synchronization
+
+/// The answer to one request: the frame that ended it, or why it failed.
+typealias Answer = Result<Message, AirlockError>
+
+/// A thread parked on one operation's answer (the blocking API).
+final class BlockingWaiter: @unchecked Sendable {
+    let semaphore = Semaphore()
+    /// Written by the reader before `semaphore.signal()`, read by the waiter after `wait()`.
+    var answer: Answer?
+}
+
+/// Who is waiting for an operation, and how to hand it its frames.
+enum Waiter {
+    /// Registered; the continuation is not attached yet and the request not sent.
+    case unattached
+    /// Cancelled while unattached: it is never sent.
+    case cancelledUnattached
+    /// A task suspended in ``ConnectionCore/perform(_:shellID:commandID:)``.
+    case task(UnsafeContinuation<Answer, Never>)
+    /// A thread blocked in ``ConnectionCore/performBlocking(_:shellID:commandID:)``.
+    case thread(BlockingWaiter)
+    /// A `RECEIVE`, whose results are yielded as they arrive.
+    case stream(AsyncThrowingStream<OutputChunk, any Error>.Continuation)
+
+    var isAttached: Bool {
+        switch self {
+        case .unattached, .cancelledUnattached: false
+        case .task, .thread, .stream: true
+        }
+    }
+}
+
+/// One operation in flight.
+struct PendingOperation {
+    var waiter: Waiter
+    let request: MessageType
+    let shellID: UInt64
+    let commandID: UInt64
+}
+
+/// Records the `SHELL_CLOSED` or `COMMAND_ENDED` event of one shell or command.
+final class EndMonitor: Sendable {
+    private let notice = Mutex<EndNotice?>(nil)
+
+    var value: EndNotice? { notice.withLock { $0 } }
+
+    func record(_ newNotice: EndNotice) {
+        notice.withLock { if $0 == nil { $0 = newNotice } }
+    }
+}
+
+/// One connection to `airlockd`: the socket, the writer, the reader thread and the table of
+/// operations in flight. ``AirlockConnection`` owns it; the reader thread keeps it alive
+/// until the socket is closed.
+///
+/// Threading: any thread may write (frames are encoded and sent whole under `writer`); only
+/// the reader thread reads. Continuations are resumed outside the locks.
+final class ConnectionCore: Sendable {
+    private struct CommandKey: Hashable {
+        let shellID: UInt64
+        let commandID: UInt64
+    }
+
+    private struct State {
+        var operations: [UInt64: PendingOperation] = [:]
+        var shells: [UInt64: EndMonitor] = [:]
+        var commands: [CommandKey: EndMonitor] = [:]
+        /// Set once the connection is unusable; every later request fails with it.
+        var failure: AirlockError?
+        var handshake: UnsafeContinuation<Result<HelloAck, AirlockError>, Never>?
+    }
+
+    private struct Writer {
+        /// Reused for every frame so encoding does not allocate.
+        var buffer: [UInt8] = []
+        /// Set when no more frames may be written.
+        var closedReason: AirlockError?
+        /// Set by the reader thread when it closes the descriptor.
+        var descriptorClosed = false
+    }
+
+    let fd: FileDescriptor
+    let socketPath: String
+    private let state = Mutex(State())
+    private let writer: Mutex<Writer>
+    private let nextOperationID = Atomic<UInt64>(1)
+    private let outgoingFrameLimit = Atomic<Int>(ProtocolLimits.handshakeMaxFrameSize)
+    private let idleWaiters = Mutex<[BlockingWaiter]>([])
+
+    /// Seconds to wait for `HELLO_ACK`.
+    static let handshakeTimeoutMilliseconds: Int32 = 10_000
+
+    init(fd: FileDescriptor, socketPath: String) {
+        self.fd = fd
+        self.socketPath = socketPath
+        var writer = Writer()
+        writer.buffer.reserveCapacity(4096)
+        self.writer = Mutex(writer)
+    }
+
+    /// The largest frame the server accepts, once the handshake is done.
+    var maxFrameSize: Int { outgoingFrameLimit.load(ordering: .relaxed) }
+
+    /// Why the connection is unusable, or nil while it works.
+    var failure: AirlockError? { state.withLock { $0.failure } }
+
+    // MARK: - Handshake
+
+    /// Sends `HELLO` and waits for `HELLO_ACK` (the reader thread must be running).
+    func handshake(clientName: String) async -> Result<HelloAck, AirlockError> {
+        let answer = await withUnsafeContinuation { (continuation: UnsafeContinuation<Result<HelloAck, AirlockError>, Never>) in
+            let early: AirlockError? = state.withLock { state in
+                if let failure = state.failure { return failure }
+                state.handshake = continuation
+                return nil
+            }
+            if let early {
+                continuation.resume(returning: .failure(early))
+                return
+            }
+            if let error = write(Frame(operationID: 0, message: .hello(Hello(clientName: clientName)))) {
+                failAll(error)
+            }
+        }
+        if case .success(let ack) = answer {
+            outgoingFrameLimit.store(Int(ack.maxFrameSize), ordering: .relaxed)
+        }
+        return answer
+    }
+
+    // MARK: - Requests
+
+    private func allocateOperationID() -> UInt64 {
+        nextOperationID.wrappingAdd(1, ordering: .relaxed).oldValue
+    }
+
+    /// Sends `message` as a new operation and waits for the frame that ends it. An
+    /// `OPERATION_COMPLETE` with an error code, or an `ERROR`, is returned as a failure.
+    /// Cancelling the calling task sends `CANCEL`; the operation then completes as the
+    /// server decides (normally `ERROR_OPERATION_ABORTED`).
+    func perform(_ message: Message, shellID: UInt64 = 0, commandID: UInt64 = 0) async -> Answer {
+        let id = allocateOperationID()
+        let request = message.type
+        let refused: AirlockError? = state.withLock { state in
+            if let failure = state.failure { return failure }
+            state.operations[id] = PendingOperation(waiter: .unattached, request: request, shellID: shellID, commandID: commandID)
+            return nil
+        }
+        if let refused { return .failure(refused) }
+        return await withTaskCancellationHandler {
+            await withUnsafeContinuation { (continuation: UnsafeContinuation<Answer, Never>) in
+                let early: AirlockError? = state.withLock { state in
+                    guard var operation = state.operations[id] else {
+                        return state.failure ?? .closedByClient(socketPath: socketPath)
+                    }
+                    if let failure = state.failure {
+                        state.operations[id] = nil
+                        return failure
+                    }
+                    if case .cancelledUnattached = operation.waiter {
+                        state.operations[id] = nil
+                        return .cancelledBeforeSending
+                    }
+                    operation.waiter = .task(continuation)
+                    state.operations[id] = operation
+                    return nil
+                }
+                if let early {
+                    continuation.resume(returning: .failure(early))
+                    return
+                }
+                if let error = write(Frame(operationID: id, message: message)) {
+                    complete(id, with: .failure(error))
+                }
+            }
+        } onCancel: {
+            cancel(id)
+        }
+    }
+
+    /// Like ``perform(_:shellID:commandID:)`` but blocks the calling thread. Never call it
+    /// from a Swift concurrency pool thread.
+    func performBlocking(_ message: Message, shellID: UInt64 = 0, commandID: UInt64 = 0) -> Answer {
+        let waiter = idleWaiters.withLock { $0.popLast() } ?? BlockingWaiter()
+        let id = allocateOperationID()
+        let request = message.type
+        let refused: AirlockError? = state.withLock { state in
+            if let failure = state.failure { return failure }
+            state.operations[id] = PendingOperation(waiter: .thread(waiter), request: request, shellID: shellID, commandID: commandID)
+            return nil
+        }
+        if let refused { return .failure(refused) }
+        if let error = write(Frame(operationID: id, message: message)) {
+            complete(id, with: .failure(error))
+        }
+        waiter.semaphore.wait()
+        let answer = waiter.answer!
+        waiter.answer = nil
+        idleWaiters.withLock { if $0.count < 16 { $0.append(waiter) } }
+        return answer
+    }
+
+    /// Sends a `RECEIVE` (or any request answered by a series of `RECEIVE_RESULT`s) and
+    /// returns its results as a stream. Ending the stream early (the consuming task is
+    /// cancelled or the iterator dropped) sends `CANCEL`.
+    func openStream(_ message: Message, shellID: UInt64, commandID: UInt64) -> AsyncThrowingStream<OutputChunk, any Error> {
+        let (stream, continuation) = AsyncThrowingStream.makeStream(of: OutputChunk.self)
+        let id = allocateOperationID()
+        continuation.onTermination = { [self] termination in
+            if case .cancelled = termination { cancel(id) }
+        }
+        let request = message.type
+        let refused: AirlockError? = state.withLock { state in
+            if let failure = state.failure { return failure }
+            state.operations[id] = PendingOperation(waiter: .stream(continuation), request: request, shellID: shellID, commandID: commandID)
+            return nil
+        }
+        if let refused {
+            continuation.finish(throwing: refused)
+            return stream
+        }
+        if let error = write(Frame(operationID: id, message: message)) {
+            complete(id, with: .failure(error))
+        }
+        return stream
+    }
+
+    /// Asks the server to cancel operation `id` (no-op when it is not in flight).
+    func cancel(_ id: UInt64) {
+        let sendCancel: Bool = state.withLock { state in
+            guard var operation = state.operations[id] else { return false }
+            switch operation.waiter {
+            case .unattached:
+                operation.waiter = .cancelledUnattached
+                state.operations[id] = operation
+                return false
+            case .cancelledUnattached:
+                return false
+            case .task, .thread, .stream:
+                return true
+            }
+        }
+        if sendCancel {
+            _ = write(Frame(operationID: id, message: .cancel))
+        }
+    }
+
+    // MARK: - Shell and command events
+
+    /// The monitor of shell `shellID`'s `SHELL_CLOSED` event (shared by every ``Shell``
+    /// object for that id on this connection).
+    func shellMonitor(_ shellID: UInt64) -> EndMonitor {
+        state.withLock { state in
+            if let monitor = state.shells[shellID] { return monitor }
+            let monitor = EndMonitor()
+            state.shells[shellID] = monitor
+            return monitor
+        }
+    }
+
+    /// The monitor of a command's `COMMAND_ENDED` event.
+    func commandMonitor(shellID: UInt64, commandID: UInt64) -> EndMonitor {
+        let key = CommandKey(shellID: shellID, commandID: commandID)
+        return state.withLock { state in
+            if let monitor = state.commands[key] { return monitor }
+            let monitor = EndMonitor()
+            state.commands[key] = monitor
+            return monitor
+        }
+    }
+
+    /// Stops tracking a shell this client closed.
+    func forgetShell(_ shellID: UInt64) {
+        state.withLock { state in
+            state.shells[shellID] = nil
+            state.commands = state.commands.filter { $0.key.shellID != shellID }
+        }
+    }
+
+    // MARK: - Writing
+
+    /// Encodes and sends one frame whole. Returns why it could not be sent, if so; a failed
+    /// send shuts the socket down, so the reader fails every operation in flight.
+    func write(_ frame: Frame) -> AirlockError? {
+        let limit = outgoingFrameLimit.load(ordering: .relaxed)
+        return writer.withLock { writer -> AirlockError? in
+            if let reason = writer.closedReason { return reason }
+            writer.buffer.removeAll(keepingCapacity: true)
+            frame.encode(into: &writer.buffer)
+            if writer.buffer.count > limit {
+                return AirlockError(
+                    code: WSManError.maxEnvelopeSizeExceeded,
+                    message: "a \(frame.message.type.wireName) request of \(writer.buffer.count) bytes exceeds the maximum frame size of \(limit) bytes that airlockd accepts")
+            }
+            let failure: SystemCallError? = writer.buffer.withUnsafeBytes { bytes -> SystemCallError? in
+                var offset = 0
+                while offset < bytes.count {
+                    do throws(SystemCallError) {
+                        guard let sent = try Posix.send(fd, UnsafeRawBufferPointer(rebasing: bytes[offset...])) else { continue }
+                        offset += sent
+                    } catch {
+                        return error
+                    }
+                }
+                return nil
+            }
+            if let failure {
+                let reason = AirlockError.connectionLost(socketPath: socketPath, "\(failure)")
+                writer.closedReason = reason
+                try? UnixSocket.shutdown(fd, .both)
+                return reason
+            }
+            return nil
+        }
+    }
+
+    /// Fails every operation with `reason` and shuts the socket down; the reader thread then
+    /// closes it.
+    func close(reason: AirlockError) {
+        failAll(reason)
+        writer.withLock { writer in
+            if writer.closedReason == nil { writer.closedReason = reason }
+            if !writer.descriptorClosed { try? UnixSocket.shutdown(fd, .both) }
+        }
+    }
+
+    // MARK: - Reading (the reader thread)
+
+    /// The reader thread's body: reads frames until the connection ends, routes each to its
+    /// operation, and finally fails whatever is still in flight and closes the socket.
+    func readLoop() {
+        var decoder = FrameDecoder(maxFrameSize: ProtocolLimits.handshakeMaxFrameSize)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536, alignment: 16)
+        defer { buffer.deallocate() }
+        var handshakeDone = false
+        var ending: AirlockError?
+        reading: while ending == nil {
+            if !handshakeDone {
+                do {
+                    let ready = try Posix.poll(fd, for: [.input], timeoutMilliseconds: Self.handshakeTimeoutMilliseconds)
+                    if ready.isEmpty {
+                        ending = AirlockError(
+                            kind: .protocolViolation, code: WSManError.operationTimedOut,
+                            message: "airlockd at \(socketPath) did not answer HELLO within \(Self.handshakeTimeoutMilliseconds / 1000) seconds (is this an airlockd socket?)")
+                        break reading
+                    }
+                } catch {
+                    ending = .connectionLost(socketPath: socketPath, "\(error)")
+                    break reading
+                }
+            }
+            let capacity = min(buffer.count, decoder.readCapacity)
+            let count: Int
+            do {
+                guard let received = try Posix.receive(fd, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<capacity])) else { continue }
+                count = received
+            } catch {
+                ending = .connectionLost(socketPath: socketPath, "\(error)")
+                break reading
+            }
+            if count == 0 {
+                ending = .connectionLost(socketPath: socketPath, decoder.isMidFrame ? "airlockd closed the socket in the middle of a frame" : "airlockd closed the socket")
+                break reading
+            }
+            decoder.append(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+            do {
+                while let frame = try decoder.next() {
+                    if case .helloAck(let ack) = frame.message, !handshakeDone {
+                        decoder.maxFrameSize = Int(ack.maxFrameSize)
+                        handshakeDone = true
+                    }
+                    if let error = route(frame) {
+                        ending = error
+                        break reading
+                    }
+                }
+            } catch {
+                ending = .protocolViolation(error, socketPath: socketPath)
+            }
+        }
+        failAll(ending!)
+        writer.withLock { writer in
+            if writer.closedReason == nil { writer.closedReason = ending }
+            if !writer.descriptorClosed {
+                writer.descriptorClosed = true
+                try? Posix.close(fd)
+            }
+        }
+    }
+
+    /// Routes one frame; returns an error when the connection must end.
+    private func route(_ frame: Frame) -> AirlockError? {
+        if frame.operationID == 0 { return routeConnectionFrame(frame.message) }
+        let id = frame.operationID
+        if frame.flags.contains(.final) {
+            switch frame.message {
+            case .operationComplete(let complete) where complete.errorCode != WSManError.noError:
+                self.complete(id, with: .failure(AirlockError(
+                    code: complete.errorCode, extendedInformation: complete.extendedInformation, message: complete.message)))
+            case .error(let report):
+                self.complete(id, with: .failure(AirlockError(code: report.errorCode, message: report.message)))
+            default:
+                self.complete(id, with: .success(frame.message))
+            }
+            return nil
+        }
+        switch frame.message {
+        case .receiveResult(let result):
+            let continuation: AsyncThrowingStream<OutputChunk, any Error>.Continuation? = state.withLock { state in
+                guard case .stream(let continuation) = state.operations[id]?.waiter else { return nil }
+                return continuation
+            }
+            continuation?.yield(OutputChunk(result))
+            return nil
+        case .ping(let token):
+            return write(Frame(operationID: id, flags: .final, message: .pong(token: token)))
+        default:
+            return AirlockError(
+                kind: .protocolViolation, code: WSManError.invalidParameter,
+                message: "airlockd at \(socketPath) sent \(frame.message.type.wireName) for operation \(id) without the FINAL flag")
+        }
+    }
+
+    private func routeConnectionFrame(_ message: Message) -> AirlockError? {
+        switch message {
+        case .helloAck(let ack):
+            let continuation = state.withLock { state in
+                defer { state.handshake = nil }
+                return state.handshake
+            }
+            guard let continuation else {
+                return AirlockError(kind: .protocolViolation, code: WSManError.invalidParameter, message: "airlockd at \(socketPath) sent a second HELLO_ACK")
+            }
+            continuation.resume(returning: .success(ack))
+            return nil
+        case .error(let report):
+            let refusedHandshake = state.withLock { $0.handshake != nil }
+            let verb = refusedHandshake ? "refused the connection" : "reported a protocol error and closed the connection"
+            return AirlockError(kind: .protocolViolation, code: report.errorCode, message: "airlockd at \(socketPath) \(verb): \(report.message)")
+        case .ping(let token):
+            return write(Frame(operationID: 0, flags: .final, message: .pong(token: token)))
+        case .shellClosed(let event):
+            shellClosed(event)
+            return nil
+        case .commandEnded(let event):
+            commandEnded(event)
+            return nil
+        default:
+            return AirlockError(
+                kind: .protocolViolation, code: WSManError.invalidParameter,
+                message: "airlockd at \(socketPath) sent \(message.type.wireName) on operation 0")
+        }
+    }
+
+    private func shellClosed(_ event: ShellClosed) {
+        let notice = EndNotice(errorCode: event.errorCode, extendedInformation: event.extendedInformation, message: event.message)
+        let failure = event.errorCode == WSManError.noError ? nil : AirlockError(
+            code: event.errorCode, extendedInformation: event.extendedInformation,
+            message: "shell \(event.shellID) was closed" + (event.message.isEmpty ? "" : ": \(event.message)"))
+        let (monitors, victims) = state.withLock { state -> ([EndMonitor], [PendingOperation]) in
+            var monitors: [EndMonitor] = []
+            if let shell = state.shells.removeValue(forKey: event.shellID) { monitors.append(shell) }
+            for (key, monitor) in state.commands where key.shellID == event.shellID {
+                monitors.append(monitor)
+                state.commands[key] = nil
+            }
+            guard failure != nil else { return (monitors, []) }
+            return (monitors, Self.removeOperations(from: &state) { $0.shellID == event.shellID && $0.request != .closeShell })
+        }
+        for monitor in monitors { monitor.record(notice) }
+        if let failure { for victim in victims { Self.resume(victim.waiter, with: .failure(failure)) } }
+    }
+
+    private func commandEnded(_ event: CommandEnded) {
+        let notice = EndNotice(errorCode: event.errorCode, extendedInformation: event.extendedInformation, message: event.message)
+        let failure = event.errorCode == WSManError.noError ? nil : AirlockError(
+            code: event.errorCode, extendedInformation: event.extendedInformation,
+            message: "command \(event.commandID) of shell \(event.shellID) ended" + (event.message.isEmpty ? "" : ": \(event.message)"))
+        let key = CommandKey(shellID: event.shellID, commandID: event.commandID)
+        let (monitor, victims) = state.withLock { state -> (EndMonitor?, [PendingOperation]) in
+            let monitor = state.commands.removeValue(forKey: key)
+            guard failure != nil else { return (monitor, []) }
+            return (monitor, Self.removeOperations(from: &state) { $0.shellID == event.shellID && $0.commandID == event.commandID })
+        }
+        monitor?.record(notice)
+        if let failure { for victim in victims { Self.resume(victim.waiter, with: .failure(failure)) } }
+    }
+
+    private static func removeOperations(from state: inout State, where matches: (PendingOperation) -> Bool) -> [PendingOperation] {
+        var removed: [PendingOperation] = []
+        for (id, operation) in state.operations where operation.waiter.isAttached && matches(operation) {
+            removed.append(operation)
+            state.operations[id] = nil
+        }
+        return removed
+    }
+
+    // MARK: - Completion
+
+    /// Ends operation `id` with `answer` (no-op when it already ended).
+    private func complete(_ id: UInt64, with answer: Answer) {
+        guard let operation = state.withLock({ $0.operations.removeValue(forKey: id) }) else { return }
+        Self.resume(operation.waiter, with: answer)
+    }
+
+    private static func resume(_ waiter: Waiter, with answer: Answer) {
+        switch waiter {
+        case .unattached, .cancelledUnattached:
+            break
+        case .task(let continuation):
+            continuation.resume(returning: answer)
+        case .thread(let blocked):
+            blocked.answer = answer
+            blocked.semaphore.signal()
+        case .stream(let continuation):
+            switch answer {
+            case .failure(let error):
+                continuation.finish(throwing: error)
+            case .success(.operationComplete):
+                continuation.finish()
+            case .success(.receiveResult(let result)):
+                continuation.yield(OutputChunk(result))
+                continuation.finish()
+            case .success(let other):
+                continuation.finish(throwing: AirlockError.unexpectedAnswer(other, to: .receive))
+            }
+        }
+    }
+
+    /// Marks the connection failed and ends every attached operation with `reason`.
+    private func failAll(_ reason: AirlockError) {
+        let (operations, handshake) = state.withLock { state -> ([PendingOperation], UnsafeContinuation<Result<HelloAck, AirlockError>, Never>?) in
+            if state.failure == nil { state.failure = reason }
+            let handshake = state.handshake
+            state.handshake = nil
+            return (Self.removeOperations(from: &state) { _ in true }, handshake)
+        }
+        let failure = state.withLock { $0.failure! }
+        handshake?.resume(returning: .failure(failure))
+        for operation in operations { Self.resume(operation.waiter, with: .failure(failure)) }
+    }
+}

@@ -104,7 +104,7 @@ let package = Package(
         .target(
             name: "AirlockControl",
             dependencies: [
-                "AirlockClient", "AirlockProtocol",
+                "AirlockClient", "AirlockProtocol", "AirlockPosix",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

@@ -1,1 +1,3 @@
-print("airlockctl: not built yet")
+import AirlockControl
+
+await Airlockctl.runFromCommandLine()

@@ -149,6 +149,14 @@ let package = Package(
             dependencies: ["AirlockSystemd", "AirlockLogging", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
+        // A real process around AirlockSystemd/AirlockLogging for AirlockSystemdTests (socket
+        // activation) and Tests/systemd/nspawn-test.sh (a stand-in airlockd under the units).
+        .executableTarget(
+            name: "airlock-systemd-probe",
+            dependencies: ["AirlockSystemd", "AirlockLogging", .product(name: "Logging", package: "swift-log")],
+            path: "Tests/systemd/probe",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "AirlockPosixTests",
             dependencies: ["AirlockPosix"],

@@ -343,10 +343,9 @@ extension Supervisor {
 
     static func creditSize(_ data: WSManData) -> UInt32 {
         switch data {
-        case .none: 0
+        case .none, .dword: 0
         case .binary(let bytes): UInt32(bytes.count)
         case .text(let text): UInt32(text.utf8.count)
-        case .dword: 4
         }
     }
 

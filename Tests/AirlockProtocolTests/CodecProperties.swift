@@ -1,0 +1,136 @@
+// The properties every input must satisfy, checked by the mutation tests and by the
+// libFuzzer target (Tests/Fuzz/run-fuzz.sh compiles this file into the fuzzer together
+// with Sources/AirlockProtocol as one module, hence the conditional import). No Testing
+// and no Foundation here.
+#if canImport(AirlockProtocol)
+import AirlockProtocol
+#endif
+
+/// Checks the decoder's contract on arbitrary bytes.
+///
+/// 1. As one packet (`Frame.decode`): a decoded frame re-encodes to exactly the input
+///    (the encoding is canonical, so this implies decode(encode(frame)) == frame).
+/// 2. As a stream (`FrameDecoder`): fed all at once and fed in pseudo-random pieces no
+///    larger than `readCapacity`, it yields the same frames and the same error; every
+///    frame re-encodes to exactly the bytes it was cut from; and the buffered bytes plus
+///    `readCapacity` never exceed `maxFrameSize + 64 KiB`.
+///
+/// Nothing here may trap on any input; a trap is a bug in the codec.
+enum CodecProperties {
+    /// The frame limit both decoders use.
+    static let maxFrameSize = 65_536
+    /// The most `FrameDecoder` may buffer beyond one maximum-size frame.
+    static let readSlack = 65_536
+
+    /// Every violated property, in words; empty when the codec behaved.
+    static func violations(in input: [UInt8], maxFrameSize: Int = maxFrameSize) -> [String] {
+        var problems: [String] = []
+        checkPacket(input, maxFrameSize: maxFrameSize, &problems)
+        checkStream(input, maxFrameSize: maxFrameSize, &problems)
+        return problems
+    }
+
+    /// Outcome of decoding a stream: the frames, then the error that stopped it (if any).
+    struct StreamOutcome: Equatable {
+        var frames: [Frame] = []
+        var error: ProtocolError?
+        /// Bytes the frames were cut from, in order.
+        var consumed = 0
+    }
+
+    static func checkPacket(_ input: [UInt8], maxFrameSize: Int, _ problems: inout [String]) {
+        let frame: Frame
+        do {
+            frame = try Frame.decode(input, maxFrameSize: maxFrameSize)
+        } catch {
+            return
+        }
+        let reencoded = frame.encoded()
+        if reencoded != input {
+            problems.append("packet: \(frame.message.type.wireName) re-encodes to \(reencoded.count) different bytes")
+        }
+        do {
+            let again = try Frame.decode(reencoded, maxFrameSize: maxFrameSize)
+            if again != frame { problems.append("packet: decode(encode(frame)) != frame for \(frame.message.type.wireName)") }
+        } catch {
+            problems.append("packet: the re-encoded \(frame.message.type.wireName) does not decode: \(error)")
+        }
+    }
+
+    static func checkStream(_ input: [UInt8], maxFrameSize: Int, _ problems: inout [String]) {
+        // All at once.
+        var whole = StreamOutcome()
+        var decoder = FrameDecoder(maxFrameSize: maxFrameSize)
+        decoder.append(input)
+        drain(&decoder, into: &whole)
+
+        // In pieces, never more than readCapacity at a time.
+        var pieces = StreamOutcome()
+        var chunked = FrameDecoder(maxFrameSize: maxFrameSize)
+        var random = SplitMix64(seed: fnv1a(input))
+        var offset = 0
+        while offset < input.count && pieces.error == nil {
+            let capacity = chunked.readCapacity
+            if capacity < 1 {
+                problems.append("stream: readCapacity \(capacity) < 1")
+                break
+            }
+            if chunked.bufferedByteCount + capacity > maxFrameSize + readSlack {
+                problems.append("stream: \(chunked.bufferedByteCount) buffered + readCapacity \(capacity) exceeds the bound")
+                break
+            }
+            let wanted = random.next() % 4 == 0 ? Int(random.next() % 8) + 1 : Int(random.next() % 300) + 1
+            let count = min(wanted, capacity, input.count - offset)
+            chunked.append(Array(input[offset..<(offset + count)]))
+            offset += count
+            drain(&chunked, into: &pieces)
+        }
+
+        if whole != pieces {
+            problems.append(
+                "stream: whole input gave \(whole.frames.count) frame(s), error \(whole.error.map(String.init(describing:)) ?? "none"); "
+                    + "pieces gave \(pieces.frames.count) frame(s), error \(pieces.error.map(String.init(describing:)) ?? "none")")
+        }
+        var reencoded: [UInt8] = []
+        for frame in whole.frames { frame.encode(into: &reencoded) }
+        if reencoded.count != whole.consumed || reencoded[...] != input[0..<min(whole.consumed, input.count)] {
+            problems.append("stream: the \(whole.frames.count) frame(s) do not re-encode to the bytes they came from")
+        }
+        if whole.error == nil && decoder.bufferedByteCount != input.count - whole.consumed {
+            problems.append("stream: \(decoder.bufferedByteCount) bytes buffered, expected \(input.count - whole.consumed)")
+        }
+    }
+
+    private static func drain(_ decoder: inout FrameDecoder, into outcome: inout StreamOutcome) {
+        while outcome.error == nil {
+            let before = decoder.bufferedByteCount
+            do {
+                guard let frame = try decoder.next() else { return }
+                outcome.frames.append(frame)
+                outcome.consumed += before - decoder.bufferedByteCount
+            } catch {
+                outcome.error = error
+            }
+        }
+    }
+
+    /// FNV-1a, to derive a reproducible piece size sequence from the input itself.
+    static func fnv1a(_ bytes: [UInt8]) -> UInt64 {
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        for byte in bytes { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
+        return hash
+    }
+}
+
+/// A small deterministic generator (SplitMix64), so every run mutates the same way.
+struct SplitMix64: RandomNumberGenerator {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

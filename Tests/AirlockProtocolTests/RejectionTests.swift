@@ -1,0 +1,258 @@
+import AirlockProtocol
+import Testing
+
+/// Malformed input: `proto/vectors/invalid.txt`, then systematic damage to every golden
+/// vector. Every case must end in a ``ProtocolError`` (or, for a stream, "need more
+/// bytes"); none may trap or allocate beyond the frame.
+@Suite struct RejectionTests {
+    static let invalid = VectorFile.load("invalid.txt")
+    static let golden = VectorFile.load("frames.txt")
+    static let limit = ProtocolLimits.defaultMaxFrameSize
+
+    static func code(_ vector: Vector) -> UInt32 {
+        let text = vector.attributes["reject"]!
+        return text.hasPrefix("0x") ? UInt32(text.dropFirst(2), radix: 16)! : UInt32(text)!
+    }
+
+    static func limit(_ vector: Vector) -> Int {
+        vector.attributes["maxFrameSize"].map { Int($0)! } ?? limit
+    }
+
+    /// The error `body` throws, or nil.
+    static func error(_ body: () throws(ProtocolError) -> Frame?) -> ProtocolError? {
+        do {
+            _ = try body()
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    /// Feeds `bytes` to a fresh stream decoder and returns what stopped it.
+    static func streamOutcome(_ bytes: [UInt8], maxFrameSize: Int = limit) -> (frames: [Frame], error: ProtocolError?) {
+        var decoder = FrameDecoder(maxFrameSize: maxFrameSize)
+        decoder.append(bytes)
+        var frames: [Frame] = []
+        while true {
+            do {
+                guard let frame = try decoder.next() else { return (frames, nil) }
+                frames.append(frame)
+            } catch {
+                return (frames, error)
+            }
+        }
+    }
+
+    /// `bytes` with its length prefix rewritten to match its size.
+    static func withFittingLength(_ bytes: [UInt8]) -> [UInt8] {
+        var bytes = bytes
+        let length = UInt32(bytes.count - 4)
+        for i in 0..<4 { bytes[i] = UInt8(truncatingIfNeeded: length >> (8 * UInt32(i))) }
+        return bytes
+    }
+
+    // MARK: invalid.txt
+
+    @Test("invalid.txt: rejected as a packet with its code", arguments: invalid)
+    func rejectedAsPacket(_ vector: Vector) {
+        let error = Self.error { () throws(ProtocolError) in try Frame.decode(vector.bytes, maxFrameSize: Self.limit(vector)) }
+        #expect(error?.code == Self.code(vector), "\(error.map(String.init(describing:)) ?? "accepted")")
+    }
+
+    @Test("invalid.txt: rejected by the stream decoder with its code", arguments: invalid.filter { $0.attributes["mode"] != "packet" })
+    func rejectedAsStream(_ vector: Vector) {
+        let outcome = Self.streamOutcome(vector.bytes, maxFrameSize: Self.limit(vector))
+        #expect(outcome.frames.isEmpty)
+        #expect(outcome.error?.code == Self.code(vector), "\(outcome.error.map(String.init(describing:)) ?? "no error")")
+    }
+
+    @Test func invalidFileCoversWhatTheBriefLists() {
+        let names = Set(Self.invalid.map(\.name))
+        for required in [
+            "length.below-12", "length.oversized", "type.0x7777", "flags.bit-1", "payload.trailing-byte",
+            "payload.truncated-u64", "utf8.bad-continuation", "str.nul", "bool.2", "data.kind-3", "list.count-u32-max",
+        ] {
+            #expect(names.contains(required), "\(required)")
+        }
+    }
+
+    // MARK: Framing
+
+    @Test func everyLengthBelow12IsRejectedAfterFourBytes() {
+        for length in UInt8(0)..<12 {
+            var decoder = FrameDecoder(maxFrameSize: Self.limit)
+            decoder.append([length, 0, 0])
+            #expect(Self.error { () throws(ProtocolError) in try decoder.next() } == nil)
+            decoder.append([0])
+            let error = Self.error { () throws(ProtocolError) in try decoder.next() }
+            #expect(error?.code == WSManError.invalidParameter, "length \(length)")
+            let packet = [length, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+            #expect(Self.error { () throws(ProtocolError) in try Frame.decode(packet, maxFrameSize: Self.limit) }?.code == WSManError.invalidParameter)
+        }
+    }
+
+    @Test(arguments: [4_096, 65_536, 512_000])
+    func oversizedLengthPrefixIsRejectedBeforeTheBody(maxFrameSize: Int) {
+        for length in [maxFrameSize - 3, maxFrameSize + 100, Int(UInt32.max)] {
+            var decoder = FrameDecoder(maxFrameSize: maxFrameSize)
+            let prefix = (0..<4).map { UInt8(truncatingIfNeeded: length >> (8 * $0)) }
+            decoder.append(prefix)
+            #expect(decoder.readCapacity >= 1)
+            #expect(decoder.bufferedByteCount + decoder.readCapacity <= maxFrameSize + 65_536)
+            let error = Self.error { () throws(ProtocolError) in try decoder.next() }
+            #expect(error == .oversized(length + 4, limit: maxFrameSize))
+            #expect(error?.code == WSManError.maxEnvelopeSizeExceeded)
+        }
+        // The largest allowed length waits for its body instead.
+        var decoder = FrameDecoder(maxFrameSize: maxFrameSize)
+        let length = maxFrameSize - 4
+        decoder.append((0..<4).map { UInt8(truncatingIfNeeded: length >> (8 * $0)) })
+        #expect(Self.error { () throws(ProtocolError) in try decoder.next() } == nil)
+        #expect(decoder.isMidFrame)
+    }
+
+    @Test func everyUndefinedTypeIsRejected() throws {
+        let ping = try #require(Self.golden.first { $0.name == "ping" }).bytes
+        var rejected = 0
+        for raw in 0...UInt16.max where MessageType(rawValue: raw) == nil {
+            var bytes = ping
+            bytes[4] = UInt8(truncatingIfNeeded: raw)
+            bytes[5] = UInt8(truncatingIfNeeded: raw >> 8)
+            let error = Self.error { () throws(ProtocolError) in try Frame.decode(bytes, maxFrameSize: Self.limit) }
+            if error?.code == WSManError.invalidParameter { rejected += 1 }
+        }
+        #expect(rejected == 65_536 - MessageType.allCases.count)
+    }
+
+    @Test func everyUndefinedFlagBitIsRejected() throws {
+        let ping = try #require(Self.golden.first { $0.name == "ping" }).bytes
+        for bit in 1..<16 {
+            for final in [false, true] {
+                var bytes = ping
+                let flags = UInt16(1) << UInt16(bit) | (final ? 1 : 0)
+                bytes[6] = UInt8(truncatingIfNeeded: flags)
+                bytes[7] = UInt8(truncatingIfNeeded: flags >> 8)
+                let error = Self.error { () throws(ProtocolError) in try Frame.decode(bytes, maxFrameSize: Self.limit) }
+                #expect(error?.code == WSManError.invalidParameter, "flags \(flags)")
+            }
+        }
+    }
+
+    // MARK: Damage to every golden vector
+
+    /// Cutting a vector short anywhere: as a packet it is rejected; with its length
+    /// prefix fixed to fit, its payload is truncated inside some field and rejected; as
+    /// the start of a stream it is "need more bytes", never an error or a frame.
+    @Test("every prefix of a vector is rejected or incomplete", arguments: golden)
+    func everyPrefixIsRejectedOrIncomplete(_ vector: Vector) {
+        let bytes = vector.bytes
+        for cut in 0..<bytes.count {
+            let prefix = Array(bytes[0..<cut])
+            let asPacket = Self.error { () throws(ProtocolError) in try Frame.decode(prefix, maxFrameSize: Self.limit) }
+            #expect(asPacket?.code == WSManError.invalidParameter, "cut at \(cut)")
+
+            if cut >= 16 {
+                let fitted = Self.withFittingLength(prefix)
+                let truncated = Self.error { () throws(ProtocolError) in try Frame.decode(fitted, maxFrameSize: Self.limit) }
+                #expect(truncated?.code == WSManError.invalidParameter, "cut at \(cut)")
+                #expect(Self.streamOutcome(fitted).error?.code == WSManError.invalidParameter, "cut at \(cut)")
+            }
+
+            let asStream = Self.streamOutcome(prefix)
+            #expect(asStream.frames.isEmpty && asStream.error == nil, "cut at \(cut)")
+        }
+    }
+
+    @Test("a vector with trailing bytes is rejected", arguments: golden)
+    func trailingBytesAreRejected(_ vector: Vector) {
+        for extra in [[0x00], [0x01, 0x02, 0x03, 0x04], Array(repeating: UInt8(0xFF), count: 9)] as [[UInt8]] {
+            let fitted = Self.withFittingLength(vector.bytes + extra)
+            let error = Self.error { () throws(ProtocolError) in try Frame.decode(fitted, maxFrameSize: Self.limit) }
+            #expect(error?.code == WSManError.invalidParameter)
+            #expect(error?.message.contains("trailing") == true, "\(error.map(String.init(describing:)) ?? "accepted")")
+        }
+    }
+
+    // MARK: Field values
+
+    static func status(_ plugin: [UInt8]) -> [UInt8] {
+        let count = UInt32(plugin.count)
+        return withFittingLength(
+            [0, 0, 0, 0, 0x81, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]
+                + (0..<4).map { UInt8(truncatingIfNeeded: count >> (8 * $0)) } + plugin)
+    }
+
+    @Test func everySingleByteStringIsCheckedForUTF8AndNUL() {
+        for byte in 0...UInt8.max {
+            let result = Result { () throws(ProtocolError) in try Frame.decode(Self.status([byte]), maxFrameSize: Self.limit) }
+            switch (byte, result) {
+            case (0, .failure(let error)):
+                #expect(error.message.contains("NUL"))
+            case (1...0x7F, .success(let frame)):
+                #expect(frame.message == .status(plugin: String(UnicodeScalar(byte))))
+            case (0x80..., .failure(let error)):
+                #expect(error.message.contains("UTF-8"), "byte \(byte)")
+            default:
+                Issue.record("byte \(byte): \(result)")
+            }
+        }
+    }
+
+    @Test func everyTwoByteSequenceFollowsTheUTF8Table() {
+        // Well-formed two-byte sequences (Unicode Table 3-7): C2..DF followed by 80..BF.
+        // Any ASCII pair is fine too; everything else must be rejected.
+        for first in 0...UInt8.max {
+            for second in 0...UInt8.max {
+                let valid = (1...0x7F ~= first && 1...0x7F ~= second) || (0xC2...0xDF ~= first && 0x80...0xBF ~= second)
+                let decoded = (try? Frame.decode(Self.status([first, second]), maxFrameSize: Self.limit)) != nil
+                if decoded != valid {
+                    Issue.record("bytes \([first, second].hex): decoded \(decoded), expected \(valid)")
+                }
+            }
+        }
+    }
+
+    @Test func listCountOfU32MaxFailsBeforeAllocating() throws {
+        for name in ["list.count-u32-max", "str.count-u32-max"] {
+            let vector = try #require(Self.invalid.first { $0.name == name })
+            let error = Self.error { () throws(ProtocolError) in try Frame.decode(vector.bytes, maxFrameSize: Self.limit) }
+            // The count is refused by comparing it with the bytes left, before any
+            // array is reserved (ByteReader.list / ByteReader.need).
+            #expect(error?.message.contains("4294967295") == true, "\(error.map(String.init(describing:)) ?? "accepted")")
+        }
+    }
+
+    // MARK: FrameDecoder bounds
+
+    @Test func readCapacityStaysBoundedOverALongStream() throws {
+        let maxFrameSize = 65_536
+        var random = SplitMix64(seed: 42)
+        var stream: [UInt8] = []
+        var expected: [Frame] = []
+        for index in 0..<300 {
+            let size = index % 7 == 0 ? maxFrameSize - 50 : Int(random.next() % 2_000)  // 50: SEND header and fields
+            let frame = Frame(operationID: UInt64(index), message: .send(SendInput(
+                shellID: 1, commandID: 2, stream: "stdin", endOfStream: false,
+                data: (0..<size).map { UInt8(truncatingIfNeeded: $0) })))
+            frame.encode(into: &stream)
+            expected.append(frame)
+        }
+        var decoder = FrameDecoder(maxFrameSize: maxFrameSize)
+        var frames: [Frame] = []
+        var offset = 0
+        var largestBuffer = 0
+        while offset < stream.count {
+            let capacity = decoder.readCapacity
+            #expect(capacity >= 1)
+            #expect(decoder.bufferedByteCount + capacity <= maxFrameSize + 65_536)
+            let count = min(capacity, stream.count - offset)  // a reader that takes all it may
+            decoder.append(Array(stream[offset..<(offset + count)]))
+            offset += count
+            largestBuffer = max(largestBuffer, decoder.bufferedByteCount)
+            while let frame = try decoder.next() { frames.append(frame) }
+        }
+        #expect(frames == expected)
+        #expect(largestBuffer <= maxFrameSize + 65_536)
+        #expect(!decoder.isMidFrame)
+    }
+}

@@ -85,7 +85,7 @@ import Testing
     /// Compares frame lists one by one, naming the vector of the first difference.
     static func expectSame(_ frames: [Frame], _ expected: [Frame], sourceLocation: SourceLocation = #_sourceLocation) {
         #expect(frames.count == expected.count, sourceLocation: sourceLocation)
-        if let index = zip(frames, expected).firstIndex(where: { $0 != $1 }) {
+        if let index = zip(frames, expected).enumerated().first(where: { $0.element.0 != $0.element.1 })?.offset {
             Issue.record("frame \(index) [\(names[index])] differs: \(frames[index])", sourceLocation: sourceLocation)
         }
     }

@@ -158,6 +158,8 @@ final class PluginRuntime {
     /// Why the current process is going away, when we decided it.
     var stopReason: String?
     var fatalMessage: String?
+    /// Set when the channel closed before the process was reaped.
+    var channelClosedReason: String?
     var shutdownTimer: UInt64?
     var stopWaiters: [(connection: UInt64, operation: UInt64, restart: Bool)] = []
 

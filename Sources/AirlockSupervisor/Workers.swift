@@ -268,8 +268,9 @@ extension Supervisor {
         plugin.channel = nil
         plugin.pendingWrites.removeAll()
         plugin.wantsWritable = false
-        if plugin.stopReason == nil { plugin.stopReason = why }
-        // The process is ended whatever it does next; its exit is reported when reaped.
+        // Usually the process is dying anyway (its exit status says why); if it is not,
+        // it is killed now, and the closed channel becomes the reason.
+        plugin.channelClosedReason = why
         killWorker(plugin)
     }
 
@@ -608,6 +609,10 @@ extension Supervisor {
         let clean: Bool = if case .exited(0) = status { true } else { false }
         let running = plugin.routes.values.map(\.kind.entryPoint)
         let inProgress = Set(running.filter { $0 != "WSManPluginShell" && $0 != "WSManPluginCommand" })
+        if case .signaled(SIGKILL, _) = status, plugin.stopReason == nil, let why = plugin.channelClosedReason {
+            plugin.stopReason = why
+        }
+        plugin.channelClosedReason = nil
         var cause = "its worker (pid \(pid)) \(status)"
         if let fatal = plugin.fatalMessage { cause += " (\(fatal))" }
         if let reason = plugin.stopReason, !intentional || !clean { cause += " because \(reason)" }

@@ -32,6 +32,7 @@ static const int AIRLOCK_SOCK_STREAM = SOCK_STREAM;
 static const int AIRLOCK_SOCK_SEQPACKET = SOCK_SEQPACKET;
 static const int AIRLOCK_SOCK_CLOEXEC = SOCK_CLOEXEC;
 static const int AIRLOCK_SOCK_NONBLOCK = SOCK_NONBLOCK;
+static const int AIRLOCK_O_PATH = 010000000;
 static const int AIRLOCK_MSG_DONTWAIT = MSG_DONTWAIT;
 static const int AIRLOCK_MSG_NOSIGNAL = MSG_NOSIGNAL;
 static const int AIRLOCK_MSG_TRUNC = MSG_TRUNC;
@@ -145,8 +146,22 @@ int airlock_sethostname(const char *name);
 /** mount(2). */
 int airlock_mount(const char *source, const char *target, const char *type,
                   unsigned long flags, const char *data);
-/** mount_setattr(AT_FDCWD, path, AT_RECURSIVE, {attr_set}) (Linux 5.12+). */
-int airlock_mount_setattr_recursive(const char *path, uint64_t attr_set);
+/** mount_setattr(AT_FDCWD, path, recursive ? AT_RECURSIVE : 0, {attr_set, attr_clr}) (Linux 5.12+). */
+int airlock_mount_setattr(const char *path, int recursive, uint64_t attr_set, uint64_t attr_clear);
+/** fork() (unavailable to Swift). */
+pid_t airlock_fork(void);
+/**
+ * Forks the PID 1 of a fresh PID namespace (after unshare(CLONE_NEWPID)): it closes every
+ * descriptor, sets PDEATHSIG(SIGKILL), reaps orphans forever. Returns its pid in the
+ * caller; never returns in the child.
+ */
+pid_t airlock_fork_namespace_init(void);
+/**
+ * Waits for `child` (forwarding SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 to it)
+ * and then ends the calling process the same way: the same exit code, or the same signal
+ * re-raised with its default action. Never returns.
+ */
+void airlock_mirror_child_exit(pid_t child) __attribute__((noreturn));
 static const unsigned long AIRLOCK_MS_RDONLY = 1;
 static const unsigned long AIRLOCK_MS_NOSUID = 2;
 static const unsigned long AIRLOCK_MS_NODEV = 4;
@@ -159,6 +174,12 @@ static const unsigned long AIRLOCK_MS_SLAVE = 1UL << 19;
 static const uint64_t AIRLOCK_MOUNT_ATTR_RDONLY = 1;
 static const uint64_t AIRLOCK_MOUNT_ATTR_NOSUID = 2;
 static const uint64_t AIRLOCK_MOUNT_ATTR_NODEV = 4;
+/** Lowers both the soft and hard limit of `resource` to `value` (never raises a hard limit: clamps to it). */
+int airlock_lower_rlimit(int resource, uint64_t value);
+static const int AIRLOCK_RLIMIT_DATA = 2;
+static const int AIRLOCK_RLIMIT_CORE = 4;
+static const int AIRLOCK_RLIMIT_NPROC = 6;
+static const int AIRLOCK_RLIMIT_NOFILE = 7;
 /** mallopt(M_ARENA_MAX, arenas). Returns 1 on success, 0 on failure (no errno). */
 int airlock_set_malloc_arena_max(int arenas);
 

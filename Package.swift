@@ -126,7 +126,7 @@ let package = Package(
             exclude: ["exports.list"],
             swiftSettings: swiftSettings,
             // Export exactly the host callbacks so a dlopen()ed plug-in resolves them by name.
-            linkerSettings: [.unsafeFlags(["-Xlinker", "--export-dynamic"])]
+            linkerSettings: [.unsafeFlags(["-Xlinker", "--dynamic-list=\(Context.packageDirectory)/Sources/airlock-worker/exports.list"])]
         ),
         .executableTarget(
             name: "airlockctl",
@@ -163,6 +163,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "AirlockABITests", dependencies: ["CWSMan"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "AirlockWorkerTests",
+            dependencies: ["AirlockProtocol", "AirlockPosix"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "AirlockProtocolTests",
             dependencies: ["AirlockProtocol"],

@@ -1,1 +1,3 @@
-print("airlock-worker: not built yet")
+import AirlockWorker
+
+WorkerMain.run()

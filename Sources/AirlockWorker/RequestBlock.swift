@@ -1,0 +1,302 @@
+import AirlockProtocol
+import CWSMan
+import Glibc
+
+/// The six operation requests the supervisor sends, as the worker dispatches them.
+enum OperationKind: UInt8, Sendable {
+    case shell, command, send, receive, signal, connect
+
+    /// The operation's name in messages: `Shell`, `Command`, ...
+    var name: String {
+        switch self {
+        case .shell: "Shell"
+        case .command: "Command"
+        case .send: "Send"
+        case .receive: "Receive"
+        case .signal: "Signal"
+        case .connect: "Connect"
+        }
+    }
+
+    /// The entry point that serves it.
+    var entryPointName: String { "WSManPlugin" + name }
+
+    /// Cancellation order: children (0) before commands (1) before shells (2).
+    var cancellationRank: Int {
+        switch self {
+        case .send, .receive, .signal, .connect: 0
+        case .command: 1
+        case .shell: 2
+        }
+    }
+}
+
+/// A decoded operation request with the parts every kind shares.
+struct OperationRequest: Sendable {
+    var kind: OperationKind
+    var context: RequestContext
+    var shellID: UInt64
+    /// 0 = the shell itself (and always 0 for a Shell request).
+    var commandID: UInt64
+    var message: Message
+
+    /// The request carried by `message`, or `nil` when it is not an operation request.
+    init?(_ message: Message) {
+        switch message {
+        case .workerShell(let m): (kind, context, shellID, commandID) = (.shell, m.context, m.shellID, 0)
+        case .workerCommand(let m): (kind, context, shellID, commandID) = (.command, m.context, m.shellID, m.commandID)
+        case .workerSend(let m): (kind, context, shellID, commandID) = (.send, m.context, m.shellID, m.commandID)
+        case .workerReceive(let m): (kind, context, shellID, commandID) = (.receive, m.context, m.shellID, m.commandID)
+        case .workerSignal(let m): (kind, context, shellID, commandID) = (.signal, m.context, m.shellID, m.commandID)
+        case .workerConnect(let m): (kind, context, shellID, commandID) = (.connect, m.context, m.shellID, m.commandID)
+        default: return nil
+        }
+        self.message = message
+    }
+}
+
+/// Where a request's parts live inside its block: the `WSMAN_PLUGIN_REQUEST` and the
+/// arguments of the entry point beyond the request and the contexts.
+struct RequestBlock {
+    /// The block's start, which is also the `WSMAN_PLUGIN_REQUEST` (the plug-in's key).
+    var request: UnsafeMutablePointer<WSMAN_PLUGIN_REQUEST>
+    /// Its size in bytes.
+    var size: Int
+    /// The entry point's `flags` argument.
+    var flags: UInt32 = 0
+    /// Shell: the startup information and `inboundShellInformation`; Connect: the
+    /// inbound information (in `data`); Send: the inbound data.
+    var startupInfo: UnsafeMutablePointer<WSMAN_SHELL_STARTUP_INFO_V11>?
+    var data: UnsafeMutablePointer<WSMAN_DATA>?
+    /// Command: the command line; Send: the stream; Signal: the code.
+    var text: UnsafePointer<UInt16>?
+    /// Command: the arguments (NULL when there are none).
+    var arguments: UnsafeMutablePointer<WSMAN_COMMAND_ARG_SET>?
+    /// Receive: the streams (NULL when empty: every stream).
+    var streamSet: UnsafeMutablePointer<WSMAN_STREAM_ID_SET>?
+    /// The requested locales (inside the block) and their lengths in code units.
+    var locale: UnsafePointer<UInt16>?
+    var localeLength: Int = 0
+    var dataLocale: UnsafePointer<UInt16>?
+    var dataLocaleLength: Int = 0
+
+    /// Lays out `request` in one heap block (`malloc`): the `WSMAN_PLUGIN_REQUEST`, the
+    /// sender details, the operation information (selectors ShellId/CommandId and the
+    /// options), the kind's parameters and every string (UTF-16LE, NUL-terminated).
+    /// `shutdownNotification` is FALSE and `shutdownNotificationHandle` holds
+    /// `cancelEventFD`. Free it with ``free()``.
+    static func make(_ request: OperationRequest, cancelEventFD: Int32) -> RequestBlock {
+        var measure = BlockMeasure()
+        _ = layOut(request, cancelEventFD: cancelEventFD, in: &measure)
+        let size = max(measure.size, MemoryLayout<WSMAN_PLUGIN_REQUEST>.size)
+        guard let base = malloc(size) else {
+            WorkerChannel.shared.fatal("out of memory allocating a \(size)-byte request block")
+        }
+        var arena = BlockArena(base: base, capacity: size)
+        var block = layOut(request, cancelEventFD: cancelEventFD, in: &arena)
+        block.size = size
+        return block
+    }
+
+    /// Frees the block.
+    func free() {
+        Glibc.free(UnsafeMutableRawPointer(request))
+    }
+
+    /// The one layout routine, run twice: to measure, then to fill the allocation.
+    private static func layOut<Space: BlockSpace>(_ request: OperationRequest, cancelEventFD: Int32, in space: inout Space) -> RequestBlock {
+        // The request comes first, so the block's address is the request's.
+        let requestPointer = space.reserve(WSMAN_PLUGIN_REQUEST.self)
+        let context = request.context
+        let sender = space.reserve(WSMAN_SENDER_DETAILS.self)
+        place(WSMAN_SENDER_DETAILS(
+            senderName: space.wide(context.senderName),
+            authenticationMechanism: space.wide(context.authenticationMechanism),
+            certificateDetails: nil, clientToken: nil, httpURL: nil), at: sender)
+
+        // Selectors: the shell's id, and the command's when the request addresses one.
+        let selectorCount = request.kind == .shell ? 1 : (request.commandID != 0 ? 2 : 1)
+        let keys = space.reserve(WSMAN_KEY.self, count: selectorCount)
+        place(WSMAN_KEY(key: space.wide("ShellId"), value: space.wide(String(request.shellID))), at: keys, index: 0)
+        if selectorCount == 2 {
+            place(WSMAN_KEY(key: space.wide("CommandId"), value: space.wide(String(request.commandID))), at: keys, index: 1)
+        }
+        let options: [WSManOption]
+        var optionsMustUnderstand = false
+        switch request.message {
+        case .workerShell(let m): options = m.options; optionsMustUnderstand = m.optionsMustUnderstand
+        case .workerCommand(let m): options = m.options
+        default: options = []
+        }
+        let optionArray = options.isEmpty ? nil : space.reserve(WSMAN_OPTION.self, count: options.count)
+        for (index, option) in options.enumerated() {
+            place(WSMAN_OPTION(
+                name: space.wide(option.name), value: space.wide(option.value), mustComply: option.mustComply ? 1 : 0), at: optionArray, index: index)
+        }
+        let operationInfo = space.reserve(WSMAN_OPERATION_INFO.self)
+        place(WSMAN_OPERATION_INFO(
+            fragment: WSMAN_FRAGMENT(path: nil, dialect: nil),
+            filter: WSMAN_FILTER(filter: nil, dialect: nil),
+            selectorSet: WSMAN_SELECTOR_SET(numberKeys: UInt32(selectorCount), keys: keys),
+            optionSet: WSMAN_OPTION_SET(
+                optionsCount: UInt32(options.count), options: optionArray,
+                optionsMustUnderstand: optionsMustUnderstand ? 1 : 0),
+            reserved: nil,
+            version: WSMAN_OPERATION_INFOV1), at: operationInfo)
+
+        var block = RequestBlock(request: requestPointer ?? UnsafeMutablePointer(bitPattern: 8)!, size: 0)
+        block.locale = space.wide(context.locale)
+        block.localeLength = context.locale.utf16.count
+        block.dataLocale = space.wide(context.dataLocale)
+        block.dataLocaleLength = context.dataLocale.utf16.count
+        place(WSMAN_PLUGIN_REQUEST(
+            senderDetails: sender,
+            locale: block.locale,
+            resourceUri: space.wide(context.resourceURI),
+            operationInfo: operationInfo,
+            shutdownNotification: 0,
+            shutdownNotificationHandle: UnsafeMutableRawPointer(bitPattern: Int(cancelEventFD)),
+            dataLocale: block.dataLocale), at: requestPointer)
+
+        switch request.message {
+        case .workerShell(let m):
+            block.flags = WSMAN_FLAG_REQUESTED_API_VERSION_1_1
+            let inputStreams = space.streamSet(m.inputStreams)
+            let outputStreams = space.streamSet(m.outputStreams)
+            let variables = m.environment.isEmpty ? nil : space.reserve(WSMAN_ENVIRONMENT_VARIABLE.self, count: m.environment.count)
+            for (index, variable) in m.environment.enumerated() {
+                place(WSMAN_ENVIRONMENT_VARIABLE(name: space.wide(variable.name), value: space.wide(variable.value)), at: variables, index: index)
+            }
+            let variableSet = space.reserve(WSMAN_ENVIRONMENT_VARIABLE_SET.self)
+            place(WSMAN_ENVIRONMENT_VARIABLE_SET(varsCount: UInt32(m.environment.count), vars: variables), at: variableSet)
+            block.startupInfo = space.reserve(WSMAN_SHELL_STARTUP_INFO_V11.self)
+            place(WSMAN_SHELL_STARTUP_INFO_V11(
+                inputStreamSet: inputStreams, outputStreamSet: outputStreams, idleTimeoutMs: m.idleTimeoutMs,
+                workingDirectory: m.workingDirectory.flatMap { space.wide($0) },
+                variableSet: variableSet,
+                name: m.name.flatMap { space.wide($0) }), at: block.startupInfo)
+            block.data = space.data(m.inboundShellInformation)
+        case .workerCommand(let m):
+            block.text = space.wide(m.commandLine)
+            if !m.arguments.isEmpty {
+                let arguments = space.reserve(UnsafePointer<UInt16>?.self, count: m.arguments.count)
+                for (index, argument) in m.arguments.enumerated() {
+                    place(space.wide(argument), at: arguments, index: index)
+                }
+                block.arguments = space.reserve(WSMAN_COMMAND_ARG_SET.self)
+                place(WSMAN_COMMAND_ARG_SET(argsCount: UInt32(m.arguments.count), args: arguments), at: block.arguments)
+            }
+        case .workerSend(let m):
+            block.flags = m.endOfStream ? WSMAN_FLAG_SEND_NO_MORE_DATA : 0
+            block.text = space.wide(m.stream)
+            block.data = space.data(.binary(m.data), evenWhenNone: true)
+        case .workerReceive(let m):
+            block.streamSet = m.streams.isEmpty ? nil : space.streamSet(m.streams)
+        case .workerSignal(let m):
+            block.text = space.wide(m.code)
+        case .workerConnect(let m):
+            block.data = space.data(m.inboundConnectInformation)
+        default:
+            break
+        }
+        return block
+    }
+}
+
+/// Memory for a request block: measured first, then allocated once and filled.
+protocol BlockSpace {
+    /// `size` bytes aligned to `alignment`, or `nil` while only measuring.
+    mutating func reserve(bytes size: Int, alignment: Int) -> UnsafeMutableRawPointer?
+}
+
+/// Counts the bytes a layout needs.
+struct BlockMeasure: BlockSpace {
+    var size = 0
+    mutating func reserve(bytes size: Int, alignment: Int) -> UnsafeMutableRawPointer? {
+        self.size = (self.size + alignment - 1) & ~(alignment - 1) + size
+        return nil
+    }
+}
+
+/// Hands out consecutive parts of one allocation.
+struct BlockArena: BlockSpace {
+    let base: UnsafeMutableRawPointer
+    let capacity: Int
+    var used = 0
+    mutating func reserve(bytes size: Int, alignment: Int) -> UnsafeMutableRawPointer? {
+        let start = (used + alignment - 1) & ~(alignment - 1)
+        precondition(start + size <= capacity, "request block layout exceeds its measured size")
+        used = start + size
+        return base + start
+    }
+}
+
+extension BlockSpace {
+    /// Room for `count` values of `type` (uninitialized: the C types stored are trivial).
+    mutating func reserve<T>(_ type: T.Type, count: Int = 1) -> UnsafeMutablePointer<T>? {
+        reserve(bytes: MemoryLayout<T>.stride * count, alignment: MemoryLayout<T>.alignment)?
+            .bindMemory(to: T.self, capacity: count)
+    }
+
+    /// A NUL-terminated UTF-16 copy of `text`.
+    mutating func wide(_ text: String) -> UnsafePointer<UInt16>? {
+        let units = text.utf16
+        guard let storage = reserve(UInt16.self, count: units.count + 1) else { return nil }
+        var index = 0
+        for unit in units {
+            storage[index] = unit
+            index += 1
+        }
+        storage[index] = 0
+        return UnsafePointer(storage)
+    }
+
+    /// A `WSMAN_STREAM_ID_SET` of `names`.
+    mutating func streamSet(_ names: [String]) -> UnsafeMutablePointer<WSMAN_STREAM_ID_SET>? {
+        let identifiers = names.isEmpty ? nil : reserve(UnsafePointer<UInt16>?.self, count: names.count)
+        for (index, name) in names.enumerated() {
+            place(wide(name), at: identifiers, index: index)
+        }
+        let set = reserve(WSMAN_STREAM_ID_SET.self)
+        place(WSMAN_STREAM_ID_SET(streamIDsCount: UInt32(names.count), streamIDs: identifiers), at: set)
+        return set
+    }
+
+    /// A `WSMAN_DATA` holding `value` (text NUL-terminated, `bufferLength` without the
+    /// NUL); `nil` for `.none` unless `evenWhenNone`.
+    mutating func data(_ value: WSManData, evenWhenNone: Bool = false) -> UnsafeMutablePointer<WSMAN_DATA>? {
+        var data = WSMAN_DATA()
+        switch value {
+        case .none:
+            if !evenWhenNone { return nil }
+            data.type = WSMAN_DATA_NONE
+        case .text(let text):
+            data.type = WSMAN_DATA_TYPE_TEXT
+            data.text = WSMAN_DATA_TEXT(bufferLength: UInt32(text.utf16.count), buffer: wide(text))
+        case .binary(let bytes):
+            data.type = WSMAN_DATA_TYPE_BINARY
+            var storage: UnsafeMutablePointer<UInt8>? = nil
+            if !bytes.isEmpty {
+                storage = reserve(UInt8.self, count: bytes.count)
+                if let storage {
+                    bytes.withUnsafeBufferPointer { storage.update(from: $0.baseAddress!, count: bytes.count) }
+                }
+            }
+            data.binaryData = WSMAN_DATA_BINARY(dataLength: UInt32(bytes.count), data: storage)
+        case .dword(let number):
+            data.type = WSMAN_DATA_TYPE_DWORD
+            data.number = number
+        }
+        let pointer = reserve(WSMAN_DATA.self)
+        place(data, at: pointer)
+        return pointer
+    }
+}
+
+/// Stores `value` at `pointer[index]` when there is memory (not while measuring). A
+/// function, not `pointer?[index] = value`: optional chaining would skip evaluating
+/// `value`, and with it the strings the measuring pass must count.
+@inline(__always)
+func place<T>(_ value: T, at pointer: UnsafeMutablePointer<T>?, index: Int = 0) {
+    pointer?[index] = value
+}

@@ -1,0 +1,92 @@
+import AirlockPosix
+import AirlockProtocol
+import Glibc
+
+/// The worker's end of the channel to the supervisor: file descriptor 3, one end of a
+/// `SOCK_SEQPACKET` socket pair. Every packet is exactly one frame.
+///
+/// Any thread may send: one `send` per frame keeps frames whole without a lock, and a
+/// blocking send is the natural backpressure when the supervisor falls behind.
+final class WorkerChannel: Sendable {
+    /// The channel of this process.
+    static let shared = WorkerChannel(fd: FileDescriptor(rawValue: 3))
+
+    /// The descriptor (3).
+    let fd: FileDescriptor
+
+    init(fd: FileDescriptor) {
+        self.fd = fd
+    }
+
+    /// Sends one frame. When the supervisor is gone (`EPIPE`, `ECONNRESET`) the process
+    /// ends at once: nobody is left to serve.
+    func send(_ frame: Frame) {
+        let bytes = frame.encoded()
+        let outcome = bytes.withUnsafeBytes { buffer in
+            Result { () throws(SystemCallError) -> Int? in try Posix.send(fd, buffer) }
+        }
+        if case .failure(let error) = outcome {
+            if error.errno == .brokenPipe || error.errno == .connectionReset || error.errno == .socketNotConnected {
+                _exit(0)
+            }
+            WorkerLog.write("cannot send \(frame.message.type.wireName) (\(bytes.count) bytes): \(error)")
+            _exit(70)
+        }
+    }
+
+    /// Sends `message` with operation id `operationID`.
+    func send(_ message: Message, operation operationID: UInt64 = 0, final: Bool = false) {
+        send(Frame(operationID: operationID, flags: final ? .final : [], message: message))
+    }
+
+    /// A fatal error in the worker itself: reports it with `W_FATAL`, logs it, and ends
+    /// the process with status 70 (`EX_SOFTWARE`) without running exit handlers.
+    func fatal(_ message: String) -> Never {
+        WorkerLog.write("fatal: \(message)")
+        let frame = Frame(operationID: 0, message: .workerFatal(message: WideString.truncated(message, maximumBytes: 3000)))
+        let bytes = frame.encoded()
+        _ = bytes.withUnsafeBytes { buffer in
+            Glibc.send(fd.rawValue, buffer.baseAddress, buffer.count, Int32(MSG_NOSIGNAL))
+        }
+        _exit(70)
+    }
+
+    /// What ``receive(into:maxFrameSize:)`` got.
+    enum Received {
+        case frame(Frame)
+        /// The supervisor closed its end.
+        case endOfFile
+    }
+
+    /// Blocks until the next packet and decodes it. A packet larger than `buffer`, a
+    /// malformed frame or a receive error is fatal.
+    func receive(into buffer: inout [UInt8], maxFrameSize: Int) -> Received {
+        while true {
+            let outcome = buffer.withUnsafeMutableBytes { raw in
+                Result { () throws(SystemCallError) -> Posix.PacketResult in try Posix.receivePacket(fd, into: raw) }
+            }
+            let result: Posix.PacketResult
+            switch outcome {
+            case .success(let received):
+                result = received
+            case .failure(let error):
+                if error.errno == .connectionReset { return .endOfFile }
+                fatal("cannot receive from the supervisor: \(error)")
+            }
+            switch result {
+            case .packet(let size):
+                do {
+                    return .frame(try Frame.decode(buffer, range: 0..<size, maxFrameSize: maxFrameSize))
+                } catch {
+                    fatal("protocol violation by the supervisor: \(error.message)")
+                }
+            case .endOfFile:
+                return .endOfFile
+            case .truncated(_, let size):
+                fatal("protocol violation by the supervisor: a packet of \(size) bytes exceeds the maximum frame size of \(maxFrameSize) bytes")
+            case .wouldBlock:
+                continue
+            }
+        }
+    }
+}

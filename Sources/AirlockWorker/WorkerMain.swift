@@ -1,0 +1,91 @@
+import AirlockPosix
+import AirlockProtocol
+import Glibc
+
+/// The `airlock-worker` process: one plug-in, hosted out of the supervisor's process.
+///
+/// The supervisor starts it with descriptor 3 = one end of a `SOCK_SEQPACKET` socket
+/// pair (the channel, PROTOCOL.md §5.5), 0 = `/dev/null`, 1 and 2 = pipes it logs. The
+/// worker receives `W_START`, enters the sandbox, loads the library, calls
+/// `WSManPluginStartup` and answers `W_READY`; then its reader threads serve requests
+/// until `W_SHUTDOWN` or until the supervisor closes the channel.
+public enum WorkerMain {
+    /// Runs the worker; never returns (the process ends with `_exit`).
+    ///
+    /// Exit status: 0 after `W_SHUTDOWN_DONE`, after a `W_READY` that reports an error,
+    /// or when the supervisor closed the channel; 64 when descriptor 3 is not a socket;
+    /// 70 after `W_FATAL` (a protocol violation or an internal error).
+    public static func run() -> Never {
+        // A plug-in writing to a pipe whose reader is gone gets EPIPE, not a dead worker.
+        signal(SIGPIPE, SIG_IGN)
+        let channel = WorkerChannel.shared
+        var status = stat()
+        if fstat(channel.fd.rawValue, &status) != 0 || status.st_mode & S_IFMT != S_IFSOCK {
+            WorkerLog.write("descriptor 3 is not the supervisor's channel (a SOCK_SEQPACKET socket); airlock-worker is started by airlockd")
+            _exit(64)
+        }
+
+        // W_START, the supervisor's first frame.
+        let startSize = ProtocolLimits.defaultMaxFrameSize + 4096
+        var buffer = [UInt8](unsafeUninitializedCapacity: startSize) { _, count in count = startSize }
+        guard case .frame(let frame) = channel.receive(into: &buffer, maxFrameSize: ProtocolLimits.defaultMaxFrameSize) else {
+            _exit(0)
+        }
+        buffer = []
+        guard case .workerStart(let start) = frame.message else {
+            channel.fatal("protocol violation by the supervisor: the first frame is \(frame.message.type.wireName), not W_START")
+        }
+        WorkerLog.pluginName = start.plugin
+        let host = PluginHost(start: start, channel: channel)
+        PluginHost.current = host
+        host.sizeChannelSendBuffer()
+        let reply = frame.operationID
+
+        func ready(_ code: UInt32, _ message: String, exports: PluginExports, sandbox: [SandboxLayerReport]) {
+            channel.send(
+                .workerReady(WorkerReady(errorCode: code, message: message, exports: exports.rawValue, sandbox: sandbox)),
+                operation: reply, final: reply != 0)
+        }
+
+        let layers: [SandboxLayerReport]
+        do {
+            layers = try WorkerSandbox.enter(profile: start.sandboxProfile, pluginPath: start.libraryPath, channelFD: channel.fd.rawValue)
+        } catch {
+            WorkerLog.write("cannot enter the sandbox: \(error)")
+            ready(WSManError.providerLoadFailed, "the worker of plug-in \(start.plugin) cannot enter its sandbox: \(error)", exports: [], sandbox: [])
+            _exit(0)
+        }
+        host.registerCurrentThread()
+
+        switch PluginLibrary.load(path: start.libraryPath, plugin: start.plugin) {
+        case .failure(let failure):
+            WorkerLog.write(failure.message)
+            ready(failure.code, failure.message, exports: failure.exports, sandbox: layers)
+            _exit(0)
+        case .success(let library):
+            host.library = library
+        }
+
+        // Startup. Its strings stay valid for the life of the process.
+        var pluginContext: UnsafeMutableRawPointer?
+        let result = host.library.startup!(
+            start.startupFlags, WideString.permanent(start.applicationIdentification),
+            start.extraInfo.map { WideString.permanent($0) }, &pluginContext)
+        if result != WSManError.noError {
+            let message = "WSManPluginStartup of plug-in \(start.plugin) returned \(WSManError.name(result))"
+            WorkerLog.write(message)
+            ready(result, message, exports: host.library.exports, sandbox: layers)
+            _exit(0)
+        }
+        host.pluginContext = pluginContext
+        host.startupFinished.store(true, ordering: .releasing)
+
+        guard WorkerThread.start({ host.runHousekeeper() }) else {
+            channel.fatal("cannot start the release thread: \(String(cString: strerror(errno)))")
+        }
+        let readers = ReaderPool(host: host)
+        readers.startSpare()
+        ready(WSManError.noError, "", exports: host.library.exports, sandbox: layers)
+        readers.run()
+    }
+}

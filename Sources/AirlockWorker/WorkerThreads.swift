@@ -1,0 +1,102 @@
+import AirlockPosix
+import AirlockProtocol
+import Glibc
+import Synchronization
+
+/// Starts detached POSIX threads (the worker uses no Dispatch and no Swift concurrency:
+/// plug-in code runs on these threads, and each one is counted as the worker's own).
+enum WorkerThread {
+    private final class Body {
+        let run: () -> Void
+        init(_ run: @escaping () -> Void) { self.run = run }
+    }
+
+    /// Starts `body` on a new detached thread; false when `pthread_create` fails.
+    static func start(_ body: @escaping () -> Void) -> Bool {
+        let box = Unmanaged.passRetained(Body(body)).toOpaque()
+        var thread = pthread_t()
+        let result = pthread_create(&thread, nil, { argument in
+            Unmanaged<Body>.fromOpaque(argument!).takeRetainedValue().run()
+            return nil
+        }, box)
+        if result != 0 {
+            Unmanaged<Body>.fromOpaque(box).release()
+            return false
+        }
+        pthread_detach(thread)
+        return true
+    }
+}
+
+/// The threads that receive from the channel. Each blocks in `recv` on descriptor 3
+/// (`SOCK_SEQPACKET` hands every packet whole to one of them) and serves the frame it
+/// got itself, calling the plug-in's entry point on its own stack: no hand-off on the
+/// hot path. When a reader takes a frame and no other reader is left waiting, it starts
+/// one first, so an entry point that never returns blocks neither the channel nor other
+/// operations (up to ``maximumReaders``).
+final class ReaderPool: Sendable {
+    /// The most readers: beyond it, a plug-in whose entry points never return stalls
+    /// the channel (and the supervisor's heartbeat notices).
+    static let maximumReaders = 32
+
+    let host: PluginHost
+    /// Readers blocked in `recv` right now.
+    private let idle = Atomic<Int>(0)
+    /// Readers started.
+    private let started = Atomic<Int>(0)
+    /// Bytes per receive buffer: the largest frame plus room to detect a larger packet.
+    private let bufferSize: Int
+
+    init(host: PluginHost) {
+        self.host = host
+        bufferSize = host.maxEnvelopeSize + 4096
+    }
+
+    /// Starts one more reader thread (on top of the caller, which becomes a reader with
+    /// ``run()``), so a reader is waiting whenever the first one is busy.
+    func startSpare() {
+        _ = started.add(1, ordering: .relaxed)
+        if !WorkerThread.start({ self.run() }) {
+            _ = started.subtract(1, ordering: .relaxed)
+        }
+    }
+
+    /// Makes the calling thread a reader, forever. End of file on the channel (the
+    /// supervisor is gone) ends the process at once.
+    func run() -> Never {
+        host.registerCurrentThread()
+        try? ProcessControl.setName("airlock-reader")
+        let size = bufferSize
+        var buffer = [UInt8](unsafeUninitializedCapacity: size) { _, count in count = size }
+        while true {
+            idle.add(1, ordering: .relaxed)
+            let received = host.channel.receive(into: &buffer, maxFrameSize: host.maxEnvelopeSize)
+            if idle.subtract(1, ordering: .relaxed).newValue == 0 {
+                ensureIdleReader()
+            }
+            switch received {
+            case .endOfFile:
+                _exit(0)
+            case .frame(let frame):
+                host.handle(frame)
+            }
+        }
+    }
+
+    /// Called by a reader that took a frame and left none waiting.
+    private func ensureIdleReader() {
+        var count = started.load(ordering: .relaxed)
+        while count < ReaderPool.maximumReaders {
+            let (exchanged, original) = started.compareExchange(expected: count, desired: count + 1, ordering: .relaxed)
+            if exchanged {
+                if !WorkerThread.start({ self.run() }) {
+                    _ = started.subtract(1, ordering: .relaxed)
+                    WorkerLog.write("cannot start another channel reader thread: \(String(cString: strerror(errno)))")
+                }
+                return
+            }
+            count = original
+        }
+        host.breach("reader threads", "all \(ReaderPool.maximumReaders) channel reader threads are inside entry points that have not returned; further requests wait until one returns")
+    }
+}

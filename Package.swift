@@ -162,6 +162,11 @@ let package = Package(
             dependencies: ["AirlockPosix"],
             swiftSettings: swiftSettings
         ),
+        .testTarget(
+            name: "AirlockSandboxTests",
+            dependencies: ["AirlockSandbox", "AirlockPosix", "CAirlockShims"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(name: "AirlockABITests", dependencies: ["CWSMan"], swiftSettings: swiftSettings),
         .testTarget(
             name: "AirlockWorkerTests",

@@ -706,10 +706,10 @@ final class PluginHost: @unchecked Sendable {
             var aborted = false
             lock.lock()
             while true {
-                if operation.completed || shutdownCalled.load(ordering: .relaxed) { aborted = true; break }
+                // A cancelled operation's results go nowhere: the plug-in learns it here.
+                if operation.completed || operation.cancelled || shutdownCalled.load(ordering: .relaxed) { aborted = true; break }
                 if operation.unacknowledgedBytes == 0 || operation.unacknowledgedBytes + count <= outputWindow { break }
                 if dropOutput { drop = true; break }
-                if operation.cancelled || shuttingDown { aborted = true; break }
                 lock.waitForChange()
             }
             if drop {

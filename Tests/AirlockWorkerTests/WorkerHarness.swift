@@ -107,10 +107,10 @@ final class WorkerHarness {
     /// Sends `W_START` and returns `W_READY`.
     func start(
         plugin: String = "echo", library: String, window: UInt32 = 1 << 20, dropOutput: Bool = false,
-        layers: UInt32 = 0, maxEnvelopeSize: UInt32 = 512_000
+        layers: UInt32 = 0, maxEnvelopeSize: UInt32 = 512_000, extraInfo: String? = "<Param Name=\"x\" Value=\"1\"/>"
     ) throws -> WorkerReady {
         try send(.workerStart(WorkerStart(
-            plugin: plugin, libraryPath: library, applicationIdentification: "wsman", extraInfo: "<Param Name=\"x\" Value=\"1\"/>",
+            plugin: plugin, libraryPath: library, applicationIdentification: "wsman", extraInfo: extraInfo,
             startupFlags: 0, maxEnvelopeSize: maxEnvelopeSize, outputWindowBytes: window, dropOutput: dropOutput,
             configuration: WorkerHarness.defaultConfiguration, sandboxProfile: sandboxProfile(layers: layers))))
         let frame = try next()
@@ -185,6 +185,11 @@ final class WorkerHarness {
             if frame.operationID == operation { return frame }
             pending.append(frame)
         }
+    }
+
+    /// Frames of `operation` received and not yet asked for.
+    func pendingFrames(for operation: UInt64) -> [Frame] {
+        pending.filter { $0.operationID == operation }
     }
 
     /// Every frame of `operation` up to and including its `FINAL` one.

@@ -289,7 +289,8 @@ if [ "$mode" = airlockd ]; then
     if output=$(ct airlockctl run --plugin echo -- hello 2>&1) && printf '%s' "$output" | grep -q hello; then
         pass "airlockctl run --plugin echo -- hello"
     else
-        fail "airlockctl run --plugin echo -- hello" "$output"
+        fail "airlockctl run --plugin echo -- hello" "$output
+$(ct journalctl -b -u airlockd.service --no-pager -o cat 2>&1 | tail -n 15)"
     fi
 else
     if ct_wait 10 sh -c 'journalctl -b -u airlockd.service -o cat | grep -q "sandbox done"'; then

@@ -56,6 +56,8 @@ final class PluginHost: @unchecked Sendable {
     private var housekeeperBusy = false
     private var reportedBreaches: Set<String> = []
     private var ownThreads: Set<pid_t> = []
+    /// Own threads created and not yet registered.
+    private var threadsStarting = 0
     private var shuttingDown = false
 
     /// At most this many finished blocks, and this many bytes, wait in quarantine.
@@ -108,15 +110,35 @@ final class PluginHost: @unchecked Sendable {
 
     // MARK: - Threads
 
+    /// Starts one of the worker's own threads running `body` (which must begin with
+    /// ``registerCurrentThread()``); false when `pthread_create` fails.
+    func startOwnThread(_ body: @escaping () -> Void) -> Bool {
+        lock.withLock { threadsStarting += 1 }
+        if WorkerThread.start(body) { return true }
+        lock.withLock { threadsStarting -= 1 }
+        return false
+    }
+
     /// Records the calling thread as one of the worker's own (not the plug-in's).
-    func registerCurrentThread() {
+    func registerCurrentThread(started: Bool = true) {
         let tid = ProcessControl.threadID()
-        lock.withLock { _ = ownThreads.insert(tid) }
+        lock.withLock {
+            ownThreads.insert(tid)
+            if started && threadsStarting > 0 {
+                threadsStarting -= 1
+                lock.broadcastChange()
+            }
+        }
     }
 
     /// Threads of this process that are not the worker's own: the plug-in's.
     func foreignThreadCount() -> Int {
-        let own = lock.withLock { ownThreads }
+        // A thread of ours that is starting right now is not the plug-in's: let it register.
+        let deadline = HostLock.monotonicNow() + 1_000_000_000
+        let own = lock.withLock {
+            while threadsStarting > 0 && lock.waitForChange(until: deadline) {}
+            return ownThreads
+        }
         guard let directory = opendir("/proc/self/task") else {
             WorkerLog.write("cannot list /proc/self/task: \(String(cString: strerror(errno)))")
             return 0

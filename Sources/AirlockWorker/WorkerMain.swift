@@ -55,7 +55,7 @@ public enum WorkerMain {
             ready(WSManError.providerLoadFailed, "the worker of plug-in \(start.plugin) cannot enter its sandbox: \(error)", exports: [], sandbox: [])
             _exit(0)
         }
-        host.registerCurrentThread()
+        host.registerCurrentThread(started: false)
 
         switch PluginLibrary.load(path: start.libraryPath, plugin: start.plugin) {
         case .failure(let failure):
@@ -80,12 +80,12 @@ public enum WorkerMain {
         host.pluginContext = pluginContext
         host.startupFinished.store(true, ordering: .releasing)
 
-        guard WorkerThread.start({ host.runHousekeeper() }) else {
+        guard host.startOwnThread({ host.runHousekeeper() }) else {
             channel.fatal("cannot start the release thread: \(String(cString: strerror(errno)))")
         }
         let readers = ReaderPool(host: host)
         readers.startSpare()
         ready(WSManError.noError, "", exports: host.library.exports, sandbox: layers)
-        readers.run()
+        readers.run(onNewThread: false)
     }
 }

@@ -53,18 +53,19 @@ final class ReaderPool: Sendable {
     }
 
     /// Starts one more reader thread (on top of the caller, which becomes a reader with
-    /// ``run()``), so a reader is waiting whenever the first one is busy.
+    /// ``run(onNewThread:)``), so a reader is waiting whenever the first one is busy.
     func startSpare() {
         _ = started.add(1, ordering: .relaxed)
-        if !WorkerThread.start({ self.run() }) {
+        if !host.startOwnThread({ self.run(onNewThread: true) }) {
             _ = started.subtract(1, ordering: .relaxed)
         }
     }
 
-    /// Makes the calling thread a reader, forever. End of file on the channel (the
-    /// supervisor is gone) ends the process at once.
-    func run() -> Never {
-        host.registerCurrentThread()
+    /// Makes the calling thread a reader, forever (`onNewThread`: a thread started with
+    /// ``PluginHost/startOwnThread(_:)``). End of file on the channel (the supervisor is
+    /// gone) ends the process at once.
+    func run(onNewThread: Bool) -> Never {
+        host.registerCurrentThread(started: onNewThread)
         try? ProcessControl.setName("airlock-reader")
         let size = bufferSize
         var buffer = [UInt8](unsafeUninitializedCapacity: size) { _, count in count = size }
@@ -89,7 +90,7 @@ final class ReaderPool: Sendable {
         while count < ReaderPool.maximumReaders {
             let (exchanged, original) = started.compareExchange(expected: count, desired: count + 1, ordering: .relaxed)
             if exchanged {
-                if !WorkerThread.start({ self.run() }) {
+                if !host.startOwnThread({ self.run(onNewThread: true) }) {
                     _ = started.subtract(1, ordering: .relaxed)
                     WorkerLog.write("cannot start another channel reader thread: \(String(cString: strerror(errno)))")
                 }

@@ -7,6 +7,9 @@ import Testing
 @Suite struct EchoWorkerTests {
     static let echo = BuildProducts.plugin("airlock-plugin-echo")
     static let allExports: UInt32 = 0x3FF
+    /// Every sandbox layer but the network namespace (its teardown is slow and it adds
+    /// nothing here): user, mount, PID, IPC, UTS, Landlock, seccomp, rlimits, no_new_privs.
+    static let sandboxLayers: UInt32 = 0x3FF & ~(1 << 3)
 
     /// Starts a worker with the echo plug-in and one shell (operation 1, shell 1).
     static func startWithShell(layers: UInt32 = 0) throws -> WorkerHarness {
@@ -44,6 +47,27 @@ import Testing
         #expect(result.threadsLeft == 0)
         #expect(try worker.waitForExit() == .exited(0))
         #expect(worker.breaches.isEmpty, "\(worker.breaches)")
+    }
+
+    @Test func sandboxedWorkerServesAndShutsDown() throws {
+        let worker = try WorkerHarness()
+        let ready = try worker.start(library: EchoWorkerTests.echo, layers: EchoWorkerTests.sandboxLayers)
+        #expect(ready.errorCode == 0, "\(ready.message)")
+        let states = Dictionary(uniqueKeysWithValues: ready.sandbox.map { ($0.name, $0.state) })
+        #expect(states["seccomp"] == "active", "\(ready.sandbox)")
+        #expect(states["pid"] == "active", "\(ready.sandbox)")
+        try worker.shell(1, shellID: 1)
+        try worker.expectContext(1)
+        try worker.command(2, shellID: 1, commandID: 10, "hello", ["sandbox"])
+        try worker.expectContext(2)
+        try worker.receive(3, shellID: 1, commandID: 10)
+        #expect(String(decoding: try worker.receiveOutput(3).output, as: UTF8.self) == "hello sandbox\n")
+        #expect(try worker.completion(of: 2).errorCode == 0)
+        try worker.send(.workerShutdown(WorkerShutdown(reason: 2, graceMs: 5_000)), operation: 0)
+        #expect(try worker.completion(of: 1).errorCode == 0)
+        let done = try worker.next(for: 0)
+        #expect(done.message == .workerShutdownDone(WorkerShutdownDone(errorCode: 0, threadsLeft: 0)))
+        #expect(try worker.waitForExit() == .exited(0))
     }
 
     @Test func exitCodeSignalAndConnect() throws {

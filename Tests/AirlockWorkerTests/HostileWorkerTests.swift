@@ -154,8 +154,13 @@ import Testing
         #expect(try HostileWorkerTests.output(worker, 5, commandID: 12) == "served\n")
     }
 
-    @Test func leakedThreadsAreCountedAtShutdown() throws {
-        let worker = try HostileWorkerTests.startWithShell(extraInfo: "leak-threads=3")
+    @Test(arguments: [0, EchoWorkerTests.sandboxLayers])
+    func leakedThreadsAreCountedAtShutdown(layers: UInt32) throws {
+        let worker = try WorkerHarness()
+        let ready = try worker.start(plugin: "hostile", library: HostileWorkerTests.hostile, layers: layers, extraInfo: "leak-threads=3")
+        #expect(ready.errorCode == 0, "\(ready.message)")
+        try worker.shell(1, shellID: 1)
+        try worker.expectContext(1)
         try worker.send(.workerShutdown(WorkerShutdown(reason: 4, graceMs: 5_000)), operation: 0)
         var done: WorkerShutdownDone?
         while done == nil {

@@ -212,6 +212,55 @@ import Testing
         }
     }
 
+    /// Well-formed UTF-8 as Unicode's Table 3-7 defines it, without NUL: the reference
+    /// the decoder is compared with.
+    static func isWellFormedUTF8WithoutNUL(_ bytes: [UInt8]) -> Bool {
+        var i = 0
+        while i < bytes.count {
+            let b0 = bytes[i]
+            let (length, second): (Int, ClosedRange<UInt8>) =
+                switch b0 {
+                case 0x01...0x7F: (1, 0x80...0xBF)
+                case 0xC2...0xDF: (2, 0x80...0xBF)
+                case 0xE0: (3, 0xA0...0xBF)
+                case 0xE1...0xEC, 0xEE...0xEF: (3, 0x80...0xBF)
+                case 0xED: (3, 0x80...0x9F)
+                case 0xF0: (4, 0x90...0xBF)
+                case 0xF1...0xF3: (4, 0x80...0xBF)
+                case 0xF4: (4, 0x80...0x8F)
+                default: (0, 0x80...0xBF)
+                }
+            if length == 0 || i + length > bytes.count { return false }
+            if length > 1 && !second.contains(bytes[i + 1]) { return false }
+            for k in 2..<max(2, length) where !(0x80...0xBF).contains(bytes[i + k]) { return false }
+            i += length
+        }
+        return true
+    }
+
+    @Test func randomStringsAreJudgedLikeTheUnicodeTable() {
+        // Bytes drawn mostly from the boundaries of Table 3-7, so every branch is hit.
+        let alphabet: [UInt8] = [0x00, 0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC1, 0xC2, 0xDF, 0xE0,
+                                 0xE1, 0xEC, 0xED, 0xEE, 0xEF, 0xF0, 0xF1, 0xF3, 0xF4, 0xF5, 0xFF]
+        var random = SplitMix64(seed: 7)
+        var valid = 0
+        for _ in 0..<30_000 {
+            let count = Int(random.next() % 7) + 1
+            let bytes = (0..<count).map { _ in alphabet[Int(random.next() % UInt64(alphabet.count))] }
+            let expected = Self.isWellFormedUTF8WithoutNUL(bytes)
+            let decoded = try? Frame.decode(Self.status(bytes), maxFrameSize: Self.limit)
+            if (decoded != nil) != expected {
+                Issue.record("bytes \(bytes.hex): decoded \(decoded != nil), expected \(expected)")
+                return
+            }
+            if let decoded, case .status(let plugin) = decoded.message, Array(plugin.utf8) != bytes {
+                Issue.record("bytes \(bytes.hex) came back as \(Array(plugin.utf8).hex)")
+            }
+            if expected { valid += 1 }
+        }
+        #expect(valid > 300)  // the sample holds valid strings too, not only rejections
+    }
+
     @Test func listCountOfU32MaxFailsBeforeAllocating() throws {
         for name in ["list.count-u32-max", "str.count-u32-max"] {
             let vector = try #require(Self.invalid.first { $0.name == name })

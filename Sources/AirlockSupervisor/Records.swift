@@ -63,8 +63,8 @@ final class ShellRecord {
     let resourceURI: String
     let ownerUID: UInt32
     let ownerName: String
-    /// The generation of the worker that hosts it.
-    let generation: UInt64
+    /// The generation of the worker that hosts it (set when the request reaches a worker).
+    var generation: UInt64
     var workerOperationID: UInt64
     var attachedConnection: UInt64
     var ready = false

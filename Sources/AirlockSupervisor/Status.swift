@@ -65,7 +65,7 @@ extension Supervisor {
         var workers: [StatusDocument.Worker] = []
         for name in pluginOrder where filter == nil || filter == name {
             guard let plugin = plugins[name] else { continue }
-            let stats = plugin.pid != 0 ? try? ProcessStatistics.read(pid: plugin.pid) : nil
+            let stats = plugin.pid != 0 ? try? ProcessStatistics.read(pid: hostProcess(of: plugin.pid)) : nil
             var sandbox: [String: String] = [:]
             for layer in plugin.sandboxReport { sandbox[layer.name] = layer.state }
             if sandbox.isEmpty { sandbox = configuredSandbox(plugin.config.sandbox) }
@@ -88,6 +88,26 @@ extension Supervisor {
                               rssBytes: me?.residentBytes),
             workers: workers)
         return encode(document)
+    }
+
+    /// The process that hosts the plug-in. With a PID namespace the worker forks: the
+    /// supervisor's child waits outside, and the plug-in runs in a child of it inside the
+    /// namespace (not its init, which only reaps).
+    func hostProcess(of pid: Int32) -> Int32 {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return pid }
+        for entry in entries {
+            guard let candidate = Int32(entry),
+                  let stat = try? Posix.readFile("/proc/\(candidate)/stat", limit: 4096) else { continue }
+            // Fields after the command name: state, ppid, ...
+            let text = String(decoding: stat, as: UTF8.self)
+            guard let close = text.lastIndex(of: ")") else { continue }
+            let fields = text[text.index(after: close)...].split(separator: " ")
+            guard fields.count > 2, Int32(fields[1]) == pid else { continue }
+            let status = (try? Posix.readFile("/proc/\(candidate)/status", limit: 8192)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+            let nspid = status.split(separator: "\n").first { $0.hasPrefix("NSpid:") }?.split(separator: "\t").last
+            if nspid != "1" { return candidate }
+        }
+        return pid
     }
 
     func pluginsJSON() -> String {
@@ -123,12 +143,18 @@ extension Supervisor {
 
     /// Creates `<StateDirectory>/plugins/<name>`, owned by the worker's user.
     func prepareStateDirectory(_ plugin: PluginRuntime) throws -> String {
-        let directory = config.stateDirectory + "/plugins/" + plugin.name
+        // The parents are traversable (0711) so a worker running as another user reaches
+        // its own folder, which only it can read (0700).
+        let parent = config.stateDirectory + "/plugins"
+        try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])
+        _ = config.stateDirectory.withCString { chmod($0, 0o711) }
+        _ = parent.withCString { chmod($0, 0o711) }
+        let directory = parent + "/" + plugin.name
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         if let (uid, gid) = try workerIdentity(plugin) {
             _ = directory.withCString { chown($0, uid, gid) }
         }
-        return directory
+        return Self.realPath(directory)
     }
 
     /// The uid and gid the worker runs as: RunAsUser when set; `nobody` when airlockd

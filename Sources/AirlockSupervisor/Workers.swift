@@ -43,6 +43,8 @@ extension Supervisor {
             plugin.queued.append(QueuedRequest(workerOperationID: operation, message: message))
             ensureWorker(plugin)
         }
+        // A new shell belongs to the worker generation that will serve it.
+        if route.kind == .shell { shells[route.shellID]?.generation = plugin.generation }
     }
 
     /// Undoes what a route held when it ends without reaching the worker.
@@ -198,13 +200,20 @@ extension Supervisor {
         }
         // Shells of the previous generation are gone; ids keep growing.
         let start = WorkerStart(
-            plugin: plugin.name, libraryPath: plugin.config.library, applicationIdentification: "wsman",
+            plugin: plugin.name, libraryPath: Self.realPath(plugin.config.library), applicationIdentification: "wsman",
             extraInfo: plugin.config.initializationParameters, startupFlags: plugin.nextStartupFlags,
             maxEnvelopeSize: UInt32(config.maxFrameSize), outputWindowBytes: Self.outputWindowBytes, dropOutput: plugin.config.dropOutput,
             configuration: configurationValues(plugin), sandboxProfile: try sandboxProfile(plugin, stateDirectory: stateDirectory))
         plugin.nextStartupFlags = 0
         writeToWorker(plugin, Frame(operationID: 0, message: .workerStart(start)))
         logger.info("started worker", metadata: log(plugin))
+    }
+
+    /// The path with every symbolic link resolved (the sandbox binds real folders).
+    static func realPath(_ path: String) -> String {
+        guard let resolved = realpath(path, nil) else { return path }
+        defer { free(resolved) }
+        return String(cString: resolved)
     }
 
     private func configurationValues(_ plugin: PluginRuntime) -> [ConfigurationValue] {
@@ -268,10 +277,15 @@ extension Supervisor {
         plugin.channel = nil
         plugin.pendingWrites.removeAll()
         plugin.wantsWritable = false
-        // Usually the process is dying anyway (its exit status says why); if it is not,
-        // it is killed now, and the closed channel becomes the reason.
+        // Usually the process is dying anyway and its exit status says why; give it a
+        // moment to finish dying. If it is still there, it is killed, and the closed
+        // channel becomes the reason.
         plugin.channelClosedReason = why
-        killWorker(plugin)
+        let generation = plugin.generation
+        loop.schedule(afterNanoseconds: 250_000_000) { [unowned self, unowned plugin] in
+            guard plugin.generation == generation, plugin.pid != 0 else { return }
+            self.killWorker(plugin)
+        }
     }
 
     private func handleWorkerFrame(_ frame: Frame, from plugin: PluginRuntime) {
@@ -607,8 +621,9 @@ extension Supervisor {
         plugin.pid = 0
         let intentional = plugin.state == .stopping
         let clean: Bool = if case .exited(0) = status { true } else { false }
-        let running = plugin.routes.values.map(\.kind.entryPoint)
-        let inProgress = Set(running.filter { $0 != "WSManPluginShell" && $0 != "WSManPluginCommand" })
+        // Entry points whose operation was in flight (a Shell or Command counts only while
+        // it is being created; afterwards it stays outstanding for its whole life).
+        let inProgress = Set(plugin.routes.values.filter { ($0.kind != .shell && $0.kind != .command) || $0.deadline != 0 }.map(\.kind.entryPoint))
         if case .signaled(SIGKILL, _) = status, plugin.stopReason == nil, let why = plugin.channelClosedReason {
             plugin.stopReason = why
         }

@@ -45,8 +45,19 @@ struct StatusDocument: Encodable {
         var recentFailures: [Failure]
     }
 
+    struct ShellInfo: Encodable {
+        var id: UInt64
+        var plugin: String
+        var owner: String
+        var ownerUID: UInt32
+        var commands: [UInt64]
+        var state: String
+    }
+
     var supervisor: SupervisorInfo
     var workers: [Worker]
+    /// Every shell for administrators; the caller's own shells for everyone else.
+    var shells: [ShellInfo]
 }
 
 struct PluginDocument: Encodable {
@@ -86,7 +97,14 @@ extension Supervisor {
             supervisor: .init(pid: getpid(), version: Self.version, uptimeSeconds: Double(now &- startedAt) / 1e9, socket: config.socketPath,
                               connections: connections.count, shells: shells.count, configuration: config.source, stopping: stopping,
                               rssBytes: me?.residentBytes),
-            workers: workers)
+            workers: workers,
+            shells: shells.values.sorted { $0.id < $1.id }
+                .filter { (filter == nil || $0.plugin == filter) && (isAdmin(peer) || $0.ownerUID == peer.uid) }
+                .map { shell in
+                    let state = shell.closing ? "closing" : !shell.ready ? "creating" : shell.disconnectedUntil != 0 ? "disconnected" : "connected"
+                    return .init(id: shell.id, plugin: shell.plugin, owner: shell.ownerName, ownerUID: shell.ownerUID,
+                                 commands: shell.commands.keys.sorted(), state: state)
+                })
         return encode(document)
     }
 

@@ -8,8 +8,9 @@ import Glibc
 /// Readable (read, list, execute): `/usr`, `/lib*`, `/bin`, `/sbin`, `/etc`, the folders of
 /// every library already mapped, the plug-in's folder, the worker's folder, `readPaths`,
 /// `/sys/devices/system/cpu`, `/proc` (with a PID namespace; otherwise `/proc/self` and a
-/// few global files), `/dev/urandom`, `/dev/random`. Writable: the state directory, `/tmp`,
-/// `writePaths`, `/dev/shm` when private, and `/dev/null`, `/dev/zero`, `/dev/full`.
+/// few global files), `/dev/urandom`, `/dev/random`. Writable: the state directory, `/tmp` and
+/// `/dev/shm` when private (mount namespace), `writePaths`, and `/dev/null`, `/dev/zero`,
+/// `/dev/full`. The rules apply to the calling thread and the threads it creates later.
 /// Every right the kernel's ABI knows is handled; rights of newer ABIs are masked off.
 struct LandlockRuleset {
     let profile: SandboxProfile
@@ -17,6 +18,7 @@ struct LandlockRuleset {
     let executableDirectory: String
     let libraryDirectories: [String]
     let wholeProc: Bool
+    let privateTmp: Bool
     let privateShm: Bool
 
     // LANDLOCK_ACCESS_FS_*
@@ -60,7 +62,8 @@ struct LandlockRuleset {
                         "/sys/devices/system/cpu", "/dev/urandom", "/dev/random",
                         pluginDirectory, executableDirectory] + libraryDirectories + profile.readPaths
         readable += wholeProc ? ["/proc"] : ["/proc/self", "/proc/meminfo", "/proc/cpuinfo", "/proc/stat", "/proc/sys/kernel"]
-        var writable = ["/tmp"] + profile.writePaths
+        // The shared /tmp of the host is not given out: only a private one.
+        var writable = (privateTmp ? ["/tmp"] : []) + profile.writePaths
         if !profile.stateDirectory.isEmpty { writable.append(profile.stateDirectory) }
         if privateShm { writable.append("/dev/shm") }
 
@@ -68,7 +71,11 @@ struct LandlockRuleset {
         for path in writable { try allow(ruleset, path, write | read) }
         for path in ["/dev/null", "/dev/zero", "/dev/full"] { try allow(ruleset, path, device) }
 
-        _ = try retrying("landlock_restrict_self", airlock_landlock_restrict_self(ruleset))
+        if airlock_landlock_restrict_self(ruleset) == -1 {
+            let error = SystemCallError(call: "landlock_restrict_self")
+            if error.errno == .notPermitted { return "unavailable: \(error): needs no_new_privs or a user namespace" }
+            throw error
+        }
         return "active"
     }
 

@@ -91,6 +91,12 @@ struct Confinement {
     }
 
     mutating func run() throws {
+        // unshare(CLONE_NEWUSER) needs a single-threaded process, and Landlock binds only the
+        // calling thread: refuse rather than confine partially.
+        let threads = ProcessStatistics.threadCount()
+        if threads > 1 && !layers.intersection([.userNamespace, .mountNamespace, .pidNamespace, .networkNamespace, .ipcNamespace, .utsNamespace]).isEmpty {
+            throw SystemCallError(call: "Sandbox.enter: \(threads) threads are running; namespaces need a single-threaded process", errno: .invalidArgument)
+        }
         try dieWithSupervisor()
         lap("pdeathsig")
         joinCgroup()
@@ -137,6 +143,7 @@ struct Confinement {
                                           executableDirectory: executableDirectory,
                                           libraryDirectories: mappedLibraryDirectories,
                                           wholeProc: namespaces.contains(.pidNamespace),
+                                          privateTmp: namespaces.contains(.mountNamespace),
                                           privateShm: namespaces.contains(.ipcNamespace) && namespaces.contains(.mountNamespace))
             states["landlock"] = try ruleset.restrictSelf()
             lap("landlock")
@@ -289,6 +296,7 @@ struct Confinement {
             let error = SystemCallError(call: "seccomp(SECCOMP_SET_MODE_FILTER)")
             switch error.errno {
             case .noFunction, .invalidArgument: return "unavailable: \(error)"
+            case .permissionDenied: return "unavailable: \(error): needs no_new_privs or a user namespace"
             default: throw error
             }
         }

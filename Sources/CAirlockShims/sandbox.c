@@ -302,7 +302,10 @@ int airlock_seccomp_install_deny_list(void) {
 #undef STMT
 #undef JUMP
     struct sock_fprog fprog = { .len = (unsigned short)n, .filter = program };
-    return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &fprog);
+    /* TSYNC: every thread of the process gets the filter, not only the caller. */
+    long result = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &fprog);
+    if (result > 0) { errno = EBUSY; return -1; }   /* a thread with an unrelated filter */
+    return (int)result;
 #endif
 }
 

@@ -69,14 +69,15 @@ func removeTree(_ path: String) {
         defer { removeTree(directory) }
         let path = directory + "/sub/test.sock"
         let listener = try UnixSocket.listen(path: path, options: .init(createParentDirectory: true, mode: 0o660))
-        defer { try? Posix.close(listener) }
         var status = stat()
         #expect(stat(path, &status) == 0)
         #expect(status.st_mode & 0o777 == 0o660)
         #expect(try UnixSocket.accept(listener) == nil)
         let client = try UnixSocket.connect(path: path)
         defer { try? Posix.close(client) }
-        let server = try #require(try UnixSocket.accept(listener))
+        let acceptedServer = try UnixSocket.accept(listener)
+        try Posix.close(listener)   // exactly once: a second close could hit a descriptor another test opened since
+        let server = try #require(acceptedServer)
         defer { try? Posix.close(server) }
         #expect(try UnixSocket.peerCredentials(server).pid == getpid())
 
@@ -88,7 +89,6 @@ func removeTree(_ path: String) {
         #expect(count == 5)
 
         // A stale socket file is replaced; a regular file is not.
-        try Posix.close(listener)
         let again = try UnixSocket.listen(path: path)
         try Posix.close(again)
         let regular = directory + "/plain"

@@ -202,7 +202,7 @@ int airlock_drop_capabilities(void);
  * and re-raises it.
  */
 int airlock_install_sigsys_reporter(int channel_fd);
-/** Loads the built-in seccomp deny-list filter (SECCOMP_RET_TRAP for each denied call, KILL_PROCESS on a foreign architecture). Needs no_new_privs or CAP_SYS_ADMIN. */
+/** Loads the built-in seccomp deny-list filter into every thread (TSYNC): SECCOMP_RET_TRAP for each denied call, KILL_PROCESS on a foreign architecture. Needs no_new_privs or CAP_SYS_ADMIN (EACCES). */
 int airlock_seccomp_install_deny_list(void);
 /** The number of system calls on the deny list, and the name of entry i (for documentation and status). */
 int airlock_seccomp_deny_list_count(void);
@@ -211,5 +211,12 @@ const char *airlock_seccomp_deny_list_name(int index);
 const char *airlock_syscall_name(long number);
 /** syscall(SYS_ptrace, PTRACE_TRACEME...) style probe: a raw syscall with up to three arguments, for tests and probes. */
 long airlock_raw_syscall3(long number, long a1, long a2, long a3);
+
+/* MARK: - CPU affinity (airlock-bench; bench.c) */
+
+/** sched_setaffinity(tid) to CPU `cpu` alone, or to every configured CPU when `cpu` < 0. */
+int airlock_set_cpu_affinity(pid_t tid, int cpu);
+/** How many CPUs thread `tid` may run on (sched_getaffinity), or -1. */
+int airlock_cpu_affinity_count(pid_t tid);
 
 #endif /* AIRLOCK_SHIMS_H */

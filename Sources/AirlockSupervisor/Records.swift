@@ -160,6 +160,8 @@ final class PluginRuntime {
     var fatalMessage: String?
     /// Set when the channel closed before the process was reaped.
     var channelClosedReason: String?
+    /// The worker's cgroup, when the supervisor has a delegated one.
+    var cgroupPath: String?
     var shutdownTimer: UInt64?
     var stopWaiters: [(connection: UInt64, operation: UInt64, restart: Bool)] = []
 

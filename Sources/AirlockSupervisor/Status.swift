@@ -198,7 +198,7 @@ extension Supervisor {
         return (user.uid, gid)
     }
 
-    func sandboxProfile(_ plugin: PluginRuntime, stateDirectory: String) throws -> [UInt8] {
+    func sandboxProfile(_ plugin: PluginRuntime, stateDirectory: String, cgroupPath: String) throws -> [UInt8] {
         let settings = plugin.config.sandbox
         var profile = SandboxProfile()
         profile.layers = settings.layers
@@ -213,7 +213,7 @@ extension Supervisor {
         profile.stateDirectory = stateDirectory
         profile.readPaths = settings.readPaths
         profile.writePaths = settings.writePaths
-        profile.cgroupPath = ""
+        profile.cgroupPath = cgroupPath
         return profile.encoded()
     }
 }

@@ -1,5 +1,6 @@
 import AirlockPosix
 import AirlockProtocol
+import AirlockSandbox
 import Glibc
 import Logging
 import SystemPackage
@@ -52,6 +53,9 @@ public final class Supervisor {
     var lastStatusLine = ""
     var lastWatchdog: UInt64 = 0
     var outputRateLimiter = OutputRateLimiter()
+    /// The delegated cgroup v2 subtree (systemd `Delegate=yes`), when there is one: each
+    /// worker then runs in `workers/<plug-in>` with memory.max and pids.max.
+    var cgroup: DelegatedCgroup?
     /// Scratch buffer for socket reads.
     var readBuffer: UnsafeMutableRawBufferPointer
     let devNull: FileDescriptor
@@ -106,6 +110,11 @@ public final class Supervisor {
             listener = try UnixSocket.listen(path: config.socketPath, options: options)
         }
         listenerToken = try loop.register(listener!, events: .input) { [unowned self] _ in self.acceptConnections() }
+
+        cgroup = DelegatedCgroup.detect()
+        if let cgroup {
+            logger.info("workers run in delegated cgroups under \(cgroup.workersPath) (controllers: \(cgroup.controllers.sorted().joined(separator: ", ")))")
+        }
 
         loop.onTick = { [unowned self] now in self.tick(now: now) }
         loop.afterBatch = { [unowned self] in self.flushConnections() }

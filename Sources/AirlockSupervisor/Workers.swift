@@ -159,6 +159,16 @@ extension Supervisor {
         let err = try Posix.pipe()
         cleanup += [out.write, err.write]
         let stateDirectory = try prepareStateDirectory(plugin)
+        plugin.cgroupPath = nil
+        if let cgroup {
+            do {
+                let limits = plugin.config.sandbox
+                plugin.cgroupPath = try cgroup.makeWorkerGroup(
+                    name: plugin.name, memoryMax: limits.memoryMB * 1024 * 1024, pidsMax: limits.maxTasks)
+            } catch {
+                logger.warning("cannot create the worker's cgroup: \(error); rlimits still apply", metadata: log(plugin))
+            }
+        }
         let environment = [
             "SWIFT_BACKTRACE": "enable=no",
             "MALLOC_ARENA_MAX": "2",
@@ -203,7 +213,7 @@ extension Supervisor {
             plugin: plugin.name, libraryPath: Self.realPath(plugin.config.library), applicationIdentification: "wsman",
             extraInfo: plugin.config.initializationParameters, startupFlags: plugin.nextStartupFlags,
             maxEnvelopeSize: UInt32(config.maxFrameSize), outputWindowBytes: Self.outputWindowBytes, dropOutput: plugin.config.dropOutput,
-            configuration: configurationValues(plugin), sandboxProfile: try sandboxProfile(plugin, stateDirectory: stateDirectory))
+            configuration: configurationValues(plugin), sandboxProfile: try sandboxProfile(plugin, stateDirectory: stateDirectory, cgroupPath: plugin.cgroupPath ?? ""))
         plugin.nextStartupFlags = 0
         writeToWorker(plugin, Frame(operationID: 0, message: .workerStart(start)))
         logger.info("started worker", metadata: log(plugin))
@@ -572,6 +582,7 @@ extension Supervisor {
     /// Kills the worker's process group now; the exit is handled when it is reaped.
     func killWorker(_ plugin: PluginRuntime) {
         guard plugin.pid > 0 else { return }
+        if let cgroup, let path = plugin.cgroupPath { try? cgroup.kill(path) }
         _ = try? ProcessControl.killProcessGroup(plugin.pid, signal: SIGKILL)
         _ = try? ProcessControl.kill(plugin.pid, signal: SIGKILL)
     }
@@ -619,6 +630,12 @@ extension Supervisor {
         if let timer = plugin.shutdownTimer { loop.cancelTimer(timer); plugin.shutdownTimer = nil }
         let pid = plugin.pid
         plugin.pid = 0
+        // Nothing the plug-in started may outlive its worker.
+        if let cgroup, let path = plugin.cgroupPath {
+            try? cgroup.kill(path)
+            try? cgroup.remove(path)
+        }
+        _ = try? ProcessControl.killProcessGroup(pid, signal: SIGKILL)
         let intentional = plugin.state == .stopping
         let clean: Bool = if case .exited(0) = status { true } else { false }
         // Entry points whose operation was in flight (a Shell or Command counts only while

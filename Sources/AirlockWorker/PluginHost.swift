@@ -49,7 +49,7 @@ final class PluginHost: @unchecked Sendable {
     /// Finished operations whose blocks are kept a little longer (a plug-in that reads
     /// a request just after completing it finds valid memory, and the address is not
     /// reused at once, so a stale pointer is recognized as finished).
-    private var quarantine: [Operation] = []
+    private var quarantine: [Operation?] = []
     private var quarantineStart = 0
     private var quarantineBytes = 0
     private var releaseJobs: [ReleaseJob] = []
@@ -60,8 +60,9 @@ final class PluginHost: @unchecked Sendable {
     private var threadsStarting = 0
     private var shuttingDown = false
 
-    /// At most this many finished blocks, and this many bytes, wait in quarantine.
-    static let quarantineLimit = 256
+    /// At most this many finished blocks, and this many bytes, wait in quarantine (each
+    /// keeps its eventfd open, which counts against the sandbox's descriptor limit).
+    static let quarantineLimit = 64
     static let quarantineByteLimit = 4 << 20
     /// Room kept in a `W_RESULT` frame for everything but the data.
     static let resultOverhead = 16 + 4 + 5 + 256 + 5 + 5 + 1024 + 4 + 64
@@ -300,7 +301,7 @@ final class PluginHost: @unchecked Sendable {
                 shell = ShellRecord(id: 0)
                 refusal = shells[request.shellID]?.completed == true
                     ? "shell \(request.shellID) of plug-in \(pluginName) has been closed"
-                    : "plug-in \(pluginName) has no shell \(request.shellID) (no context was reported for it)"
+                    : "plug-in \(pluginName) has no shell \(request.shellID) (never created, closed, or no context reported yet)"
             }
         }
         if let refusal {
@@ -439,13 +440,14 @@ final class PluginHost: @unchecked Sendable {
         quarantineBytes += operation.block.size
         var evicted: [Operation] = []
         while quarantine.count - quarantineStart > PluginHost.quarantineLimit || quarantineBytes > PluginHost.quarantineByteLimit {
-            let old = quarantine[quarantineStart]
+            guard let old = quarantine[quarantineStart] else { break }
+            quarantine[quarantineStart] = nil
             quarantineStart += 1
             quarantineBytes -= old.block.size
             operationsByRequest[old.address] = nil
             evicted.append(old)
         }
-        if quarantineStart >= 1024 {
+        if quarantineStart >= 256 {
             quarantine.removeFirst(quarantineStart)
             quarantineStart = 0
         }

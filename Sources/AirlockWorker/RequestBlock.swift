@@ -238,8 +238,21 @@ extension BlockSpace {
             .bindMemory(to: T.self, capacity: count)
     }
 
-    /// A NUL-terminated UTF-16 copy of `text`.
+    /// A NUL-terminated UTF-16 copy of `text` (ASCII, the common case, is widened byte
+    /// by byte from the UTF-8 storage).
     mutating func wide(_ text: String) -> UnsafePointer<UInt16>? {
+        var contiguous = text
+        let ascii = contiguous.withUTF8 { utf8 in utf8.allSatisfy { $0 < 0x80 } }
+        if ascii {
+            return contiguous.withUTF8 { utf8 -> UnsafePointer<UInt16>? in
+                guard let storage = reserve(UInt16.self, count: utf8.count + 1) else { return nil }
+                for index in 0..<utf8.count {
+                    storage[index] = UInt16(utf8[index])
+                }
+                storage[utf8.count] = 0
+                return UnsafePointer(storage)
+            }
+        }
         let units = text.utf16
         guard let storage = reserve(UInt16.self, count: units.count + 1) else { return nil }
         var index = 0

@@ -198,6 +198,30 @@ import Testing
         #expect(worker.breaches.isEmpty)
     }
 
+    @Test func manyOperationsLeaveNoDescriptorsBehind() throws {
+        let worker = try EchoWorkerTests.startWithShell()
+        func openDescriptors() -> Int {
+            guard let directory = opendir("/proc/\(worker.pid)/fd") else { return -1 }
+            defer { closedir(directory) }
+            var count = 0
+            while readdir(directory) != nil { count += 1 }
+            return count
+        }
+        var operation: UInt64 = 2
+        for commandID in UInt64(10)..<UInt64(310) {
+            try worker.command(operation, shellID: 1, commandID: commandID, "n\(commandID)")
+            try worker.expectContext(operation)
+            try worker.receive(operation + 1, shellID: 1, commandID: commandID)
+            #expect(String(decoding: try worker.receiveOutput(operation + 1).output, as: UTF8.self) == "n\(commandID)\n")
+            #expect(try worker.completion(of: operation).errorCode == 0)
+            operation += 2
+        }
+        // 600 operations, each with its own eventfd: only the quarantined ones stay open.
+        let descriptors = openDescriptors()
+        #expect(descriptors > 0 && descriptors < 100, "\(descriptors) descriptors open")
+        #expect(worker.breaches.isEmpty, "\(worker.breaches)")
+    }
+
     @Test func largeOutputIsSplitIntoFrames() throws {
         let worker = try WorkerHarness()
         #expect(try worker.start(library: EchoWorkerTests.echo, maxEnvelopeSize: 8192).errorCode == 0)

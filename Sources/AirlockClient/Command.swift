@@ -144,6 +144,7 @@ public struct CommandOutputSequence: AsyncSequence {
         let deadline: ContinuousClock.Instant?
         var current: AsyncThrowingStream<OutputChunk, any Error>.Iterator?
         var receivedInCurrent = false
+        var sawLastResult = false
         var finished = false
 
         init(command: Command, streams: [String], deadline: ContinuousClock.Instant?) {
@@ -154,6 +155,16 @@ public struct CommandOutputSequence: AsyncSequence {
 
         public mutating func next() async throws -> OutputChunk? {
             while !finished {
+                if sawLastResult {
+                    // The plug-in said Done with NO_MORE_DATA: let its Receive complete
+                    // rather than cancel it by dropping the stream.
+                    finished = true
+                    if var rest = current {
+                        current = nil
+                        while (try? await rest.next()) != nil {}
+                    }
+                    return nil
+                }
                 if current == nil {
                     var timeout: Duration?
                     if let deadline {
@@ -166,7 +177,9 @@ public struct CommandOutputSequence: AsyncSequence {
                 do {
                     if let chunk = try await current!.next() {
                         receivedInCurrent = true
-                        if chunk.commandState == .done { finished = true }
+                        if chunk.commandState == .done {
+                            if chunk.flags.contains(.noMoreData) { sawLastResult = true } else { finished = true }
+                        }
                         return chunk
                     }
                     // The Receive completed before Done: ask again, unless it brought nothing.
@@ -178,6 +191,7 @@ public struct CommandOutputSequence: AsyncSequence {
                     current = nil
                 } catch {
                     finished = true
+                    current = nil
                     throw error
                 }
             }

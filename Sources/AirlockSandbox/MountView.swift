@@ -13,6 +13,7 @@ struct MountView {
     let profile: SandboxProfile
     let pluginDirectory: String
     let executableDirectory: String
+    let extraReadPaths: [String]
     let privateProc: Bool
     let privateShm: Bool
 
@@ -59,7 +60,7 @@ struct MountView {
         let roots = hiddenRoots
         var preserved: [String: [Preserved]] = [:]
         defer { for list in preserved.values { for entry in list { _ = Glibc.close(entry.fd) } } }
-        let candidates = [pluginDirectory, executableDirectory] + profile.readPaths + writablePaths
+        let candidates = [pluginDirectory, executableDirectory] + extraReadPaths + profile.readPaths + writablePaths
         for path in Set(candidates) where path.hasPrefix("/") {
             // The innermost hidden root containing the path.
             guard let root = roots.filter({ Paths.isPath(path, within: $0.path) }).max(by: { $0.path.count < $1.path.count }),

@@ -47,6 +47,15 @@ enum Paths {
         return directories
     }
 
+    /// The folders holding the resolver configuration when `/etc/resolv.conf` is a link out of
+    /// `/etc` (systemd-resolved: `/run/systemd/resolve`).
+    static func resolverConfigurationDirectories() -> [String] {
+        guard let resolved = realpath("/etc/resolv.conf", nil) else { return [] }
+        defer { free(resolved) }
+        let path = String(cString: resolved)
+        return Paths.isPath(path, within: "/etc") ? [] : [directory(of: path)]
+    }
+
     /// `mkdir -p` with `mode` for the folders it creates.
     static func makeDirectories(_ path: String, mode: mode_t) throws(SystemCallError) {
         var current = ""

@@ -107,6 +107,8 @@ struct Confinement {
         lap("run_as")
         let executableDirectory = Paths.directory(of: Paths.resolvedExecutable())
         let mappedLibraryDirectories = Paths.mappedLibraryDirectories()
+        // With network: the resolver configuration, which /etc/resolv.conf often links into /run.
+        let networkPaths = profile.allowNetwork ? Paths.resolverConfigurationDirectories() : []
         if !profile.stateDirectory.isEmpty { try Paths.makeDirectories(profile.stateDirectory, mode: 0o700) }
         lap("paths")
         let namespaces = try unshareNamespaces()
@@ -122,7 +124,7 @@ struct Confinement {
         }
         if namespaces.contains(.mountNamespace) {
             var view = MountView(profile: profile, pluginDirectory: Paths.directory(of: pluginPath),
-                                 executableDirectory: executableDirectory,
+                                 executableDirectory: executableDirectory, extraReadPaths: networkPaths,
                                  privateProc: namespaces.contains(.pidNamespace),
                                  privateShm: namespaces.contains(.ipcNamespace))
             try view.apply()
@@ -141,7 +143,7 @@ struct Confinement {
         if layers.contains(.landlock) {
             var ruleset = LandlockRuleset(profile: profile, pluginDirectory: Paths.directory(of: pluginPath),
                                           executableDirectory: executableDirectory,
-                                          libraryDirectories: mappedLibraryDirectories,
+                                          libraryDirectories: mappedLibraryDirectories + networkPaths,
                                           wholeProc: namespaces.contains(.pidNamespace),
                                           privateTmp: namespaces.contains(.mountNamespace),
                                           privateShm: namespaces.contains(.ipcNamespace) && namespaces.contains(.mountNamespace))

@@ -30,6 +30,7 @@ let package = Package(
         .executable(name: "airlockd", targets: ["airlockd"]),
         .executable(name: "airlock-worker", targets: ["airlock-worker"]),
         .executable(name: "airlockctl", targets: ["airlockctl"]),
+        .executable(name: "airlock-bench", targets: ["airlock-bench"]),
         .library(name: "AirlockClient", targets: ["AirlockClient"]),
         .library(name: "AirlockProtocol", targets: ["AirlockProtocol"]),
         // Example plug-ins (C shared objects), built next to the executables.
@@ -131,6 +132,13 @@ let package = Package(
         .executableTarget(
             name: "airlockctl",
             dependencies: ["AirlockControl"],
+            swiftSettings: swiftSettings
+        ),
+        // The benchmark of issue 7: a real airlockd with the noop plug-in (`swift run -c release airlock-bench`).
+        .executableTarget(
+            name: "airlock-bench",
+            // airlockd and airlock-worker are dependencies only so `swift run airlock-bench` builds them.
+            dependencies: ["AirlockClient", "AirlockProtocol", "AirlockPosix", "CAirlockShims", "airlockd", "airlock-worker"],
             swiftSettings: swiftSettings
         ),
 

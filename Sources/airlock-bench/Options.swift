@@ -1,0 +1,112 @@
+import AirlockPosix
+import Glibc
+import Synchronization
+
+/// The command line of `airlock-bench`.
+struct BenchOptions: Sendable {
+    /// Print one JSON object instead of the table.
+    var json = false
+    /// A short smoke run: every scenario, tiny sizes (no meaningful figures).
+    var quick = false
+    /// The CPU of the pinned phase; nil = the last CPU this process may use.
+    var cpu: Int32?
+    /// Run only these scenarios (names as in the JSON keys); nil = all.
+    var only: Set<String>?
+    /// Round trips per latency measurement, overriding the default (for profiling).
+    var roundTrips: Int?
+    /// Prepended to the airlockd command line, split on spaces (e.g. `valgrind --tool=callgrind`).
+    var daemonPrefix: [String] = []
+    /// Print progress on standard error.
+    var verbose = false
+    var help = false
+
+    static let scenarioNames = [
+        "roundTrip", "pingPongFloor", "concurrent16", "concurrent64", "stream", "coldStart", "coldStartNoSandbox", "scale",
+    ]
+
+    static let usage = """
+        USAGE: airlock-bench [--json] [--quick] [--cpu N] [--only NAME,...] [--round-trips N] [--daemon-prefix CMD] [--verbose]
+
+        Starts a real airlockd (with the noop plug-in, from this build's products folder) in a
+        temporary folder, measures it, prints a table (or with --json one JSON object), and
+        stops it. See issue 7 for what each figure means.
+
+          --json               one JSON object on standard output
+          --quick              a short smoke run: every scenario, tiny sizes, figures meaningless
+          --cpu N              the CPU of the pinned phase (default: the last one allowed)
+          --only NAMES         comma-separated subset of: \(scenarioNames.joined(separator: ", "))
+                               (roundTrip and pingPongFloor always run together)
+          --round-trips N      round trips per latency sample set (default 20000; quick 400)
+          --daemon-prefix CMD  run airlockd under CMD (split on spaces), e.g. for profiling
+          --verbose            progress on standard error
+        """
+
+    static func parse(_ arguments: [String]) throws(UsageError) -> BenchOptions {
+        var options = BenchOptions()
+        var index = 0
+        func value(_ name: String) throws(UsageError) -> String {
+            index += 1
+            guard index < arguments.count else { throw UsageError("\(name) needs a value") }
+            return arguments[index]
+        }
+        while index < arguments.count {
+            let argument = arguments[index]
+            switch argument {
+            case "--json": options.json = true
+            case "--quick": options.quick = true
+            case "--verbose", "-v": options.verbose = true
+            case "--help", "-h": options.help = true
+            case "--cpu":
+                let text = try value(argument)
+                guard let cpu = Int32(text), cpu >= 0 else { throw UsageError("--cpu \(text): expected a CPU number") }
+                options.cpu = cpu
+            case "--only":
+                let names = try value(argument).split(separator: ",").map(String.init)
+                for name in names where !scenarioNames.contains(name) {
+                    throw UsageError("--only: unknown scenario \(name); known: \(scenarioNames.joined(separator: ", "))")
+                }
+                options.only = Set(names)
+            case "--round-trips":
+                let text = try value(argument)
+                guard let count = Int(text), count > 0 else { throw UsageError("--round-trips \(text): expected a positive count") }
+                options.roundTrips = count
+            case "--daemon-prefix":
+                options.daemonPrefix = try value(argument).split(separator: " ").map(String.init)
+            default:
+                throw UsageError("unknown argument \(argument)")
+            }
+            index += 1
+        }
+        return options
+    }
+
+    /// Whether scenario `name` runs.
+    func runs(_ name: String) -> Bool {
+        guard let only else { return true }
+        if name == "roundTrip" || name == "pingPongFloor" { return only.contains("roundTrip") || only.contains("pingPongFloor") }
+        return only.contains(name)
+    }
+}
+
+/// A command line that cannot be used.
+struct UsageError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Progress lines on standard error (with `--verbose`), and warnings always.
+enum Progress {
+    private static let enabled = Atomic<Bool>(false)
+
+    /// Turns progress lines on (`--verbose`).
+    static func enable() { enabled.store(true, ordering: .relaxed) }
+
+    static func note(_ text: String) {
+        if enabled.load(ordering: .relaxed) { warn(text) }
+    }
+
+    static func warn(_ text: String) {
+        let line = Array("airlock-bench: \(text)\n".utf8)
+        _ = line.withUnsafeBytes { try? Posix.writeAll(FileDescriptor(rawValue: 2), $0) }
+    }
+}

@@ -1,0 +1,112 @@
+/// Latency percentiles of a set of samples.
+struct Latency: Sendable {
+    var p50us: Double
+    var p90us: Double
+    var p99us: Double
+    var minimumUs: Double
+    var count: Int
+
+    /// Percentiles of `nanoseconds` (nearest rank).
+    init(nanoseconds samples: [UInt64]) {
+        let sorted = samples.sorted()
+        func rank(_ p: Double) -> Double {
+            guard !sorted.isEmpty else { return 0 }
+            let index = min(sorted.count - 1, max(0, Int((p * Double(sorted.count)).rounded(.up)) - 1))
+            return Double(sorted[index]) / 1000
+        }
+        p50us = rank(0.50)
+        p90us = rank(0.90)
+        p99us = rank(0.99)
+        minimumUs = sorted.first.map { Double($0) / 1000 } ?? 0
+        count = sorted.count
+    }
+}
+
+/// The round trips and floors measured under one pinning.
+struct RoundTripPhase: Sendable {
+    /// "pinned to CPU n" or "unpinned".
+    var pinning: String
+    var pinnedCPU: Int32?
+    /// `Command.signalBlocking` (the client's blocking fast path).
+    var blocking: Latency
+    /// `Command.signal` (async/await).
+    var async: Latency
+    var floorStream: Latency
+    var floorSeqpacket: Latency
+    /// PING to the supervisor alone (one hop), blocking.
+    var supervisorPing: Latency
+
+    /// The better of the two client paths (by median).
+    var best: (name: String, latency: Latency) {
+        blocking.p50us <= async.p50us ? ("blocking", blocking) : ("async", async)
+    }
+
+    /// The headline ratio: best round trip p50 / SOCK_STREAM floor p50.
+    var ratio: Double { floorStream.p50us > 0 ? best.latency.p50us / floorStream.p50us : 0 }
+}
+
+/// Operations per second with many clients.
+struct Throughput: Sendable {
+    var clients: Int
+    var operations: Int
+    var seconds: Double
+    var opsPerSec: Double { seconds > 0 ? Double(operations) / seconds : 0 }
+}
+
+struct StreamResult: Sendable {
+    var bytes: UInt64
+    var chunks: Int
+    var seconds: Double
+    var gbPerSec: Double { seconds > 0 ? Double(bytes) / seconds / 1e9 : 0 }
+}
+
+struct ColdStartResult: Sendable {
+    var milliseconds: [Double]
+    var p50ms: Double { percentile(0.5) }
+    var p99ms: Double { percentile(0.99) }
+    var minimumMs: Double { milliseconds.min() ?? 0 }
+
+    private func percentile(_ p: Double) -> Double {
+        let sorted = milliseconds.sorted()
+        guard !sorted.isEmpty else { return 0 }
+        return sorted[min(sorted.count - 1, max(0, Int((p * Double(sorted.count)).rounded(.up)) - 1))]
+    }
+}
+
+struct ScaleResult: Sendable {
+    var plugins: Int
+    var shells: Int
+    var connections: Int
+    var rssBaseline: UInt64
+    var rssAfterShells: UInt64
+    var rssAfterConnections: UInt64
+    /// Shells whose memory the per-shell figure divides (those created after the baseline).
+    var shellsMeasured: Int
+    var workerRSS: UInt64
+    var unloaded: Latency
+    var loaded: Latency
+
+    var rssBytesPerShell: Double {
+        shellsMeasured > 0 ? Double(Int64(rssAfterShells) - Int64(rssBaseline)) / Double(shellsMeasured) : 0
+    }
+    var rssBytesPerConnection: Double {
+        connections > 0 ? Double(Int64(rssAfterConnections) - Int64(rssAfterShells)) / Double(connections) : 0
+    }
+}
+
+/// Everything one run measured, and under which conditions.
+struct BenchResults: Sendable {
+    var pinned: RoundTripPhase?
+    var unpinned: RoundTripPhase?
+    var concurrent16: Throughput?
+    var concurrent64: Throughput?
+    var stream: StreamResult?
+    var coldStart: ColdStartResult?
+    var coldStartNoSandbox: ColdStartResult?
+    var scale: ScaleResult?
+    var failures: [String] = []
+    var conditions: [(String, String)] = []
+
+    /// The phase the headline round trip and floor come from: pinned when measured.
+    var headline: RoundTripPhase? { pinned ?? unpinned }
+}

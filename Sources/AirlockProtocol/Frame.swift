@@ -49,7 +49,7 @@ public struct Frame: Sendable, Equatable {
     /// The encoded frame.
     public func encoded() -> [UInt8] {
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(64)
+        bytes.reserveCapacity(256)  // most frames fit: no reallocation while encoding
         encode(into: &bytes)
         return bytes
     }

@@ -49,10 +49,11 @@ public enum WorkerMain {
 
         let layers: [SandboxLayerReport]
         do {
-            layers = try WorkerSandbox.enter(profile: start.sandboxProfile, pluginPath: start.libraryPath, channelFD: channel.fd.rawValue)
+            layers = try WorkerSandbox.enter(
+                profile: start.sandboxProfile, plugin: start.plugin, pluginPath: start.libraryPath, channelFD: channel.fd.rawValue)
         } catch {
-            WorkerLog.write("cannot enter the sandbox: \(error)")
-            ready(WSManError.providerLoadFailed, "the worker of plug-in \(start.plugin) cannot enter its sandbox: \(error)", exports: [], sandbox: [])
+            WorkerLog.write(error.message)
+            ready(error.code, error.message, exports: [], sandbox: [])
             _exit(0)
         }
         host.registerCurrentThread(started: false)

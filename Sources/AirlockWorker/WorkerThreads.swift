@@ -53,8 +53,8 @@ final class ReaderPool: Sendable {
     let host: PluginHost
     /// Readers blocked in `recv` right now.
     private let idle = Atomic<Int>(0)
-    /// Readers started.
-    private let started = Atomic<Int>(0)
+    /// Readers started, the thread that calls ``run(onNewThread:)`` first included.
+    private let started = Atomic<Int>(1)
     /// Bytes per receive buffer: the largest frame plus room to detect a larger packet.
     private let bufferSize: Int
 

@@ -277,6 +277,20 @@ import Testing
         #expect(try worker.waitForExit() == .exited(0))
     }
 
+    @Test func malformedSandboxProfile() throws {
+        let worker = try WorkerHarness()
+        try worker.send(.workerStart(WorkerStart(
+            plugin: "echo", libraryPath: EchoWorkerTests.echo, extraInfo: nil, startupFlags: 0, maxEnvelopeSize: 512_000,
+            outputWindowBytes: 1 << 20, dropOutput: false, configuration: [], sandboxProfile: [1, 2, 3])))
+        guard case .workerReady(let ready) = try worker.next().message else {
+            Issue.record("expected W_READY")
+            return
+        }
+        #expect(ready.errorCode == WSManError.pluginConfigurationCorrupted)
+        #expect(ready.message.contains("sandbox profile of plug-in echo"))
+        #expect(try worker.waitForExit() == .exited(0))
+    }
+
     @Test func endOfFileEndsTheWorker() throws {
         let worker = try WorkerHarness()
         #expect(try worker.start(library: EchoWorkerTests.echo).errorCode == 0)

@@ -127,12 +127,14 @@ public struct CollectedOutput: Sendable, Equatable {
 /// The output of a command across as many `RECEIVE`s as it takes to see the Done state
 /// (``Command/outputUntilDone(streams:deadline:)``).
 public struct CommandOutputSequence: AsyncSequence {
+    /// Each result of the plug-in.
     public typealias Element = OutputChunk
 
     let command: Command
     let streams: [String]
     let deadline: ContinuousClock.Instant?
 
+    /// Starts iterating: the first `RECEIVE` is sent on the first `next()`.
     public func makeAsyncIterator() -> Iterator {
         Iterator(command: command, streams: streams, deadline: deadline)
     }
@@ -153,6 +155,7 @@ public struct CommandOutputSequence: AsyncSequence {
             self.deadline = deadline
         }
 
+        /// The next result, or nil once the command is done.
         public mutating func next() async throws -> OutputChunk? {
             while !finished {
                 if sawLastResult {

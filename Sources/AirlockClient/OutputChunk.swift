@@ -34,6 +34,7 @@ public enum CommandState: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// `Done`, `Pending`, `Running`, or the URI.
     public var description: String {
         switch self {
         case .done: "Done"
@@ -66,6 +67,7 @@ public enum SignalCode: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// `terminate`, `ctrl_c`, `ctrl_break`, or the custom code.
     public var description: String {
         switch self {
         case .terminate: "terminate"
@@ -82,7 +84,9 @@ public enum SignalCode: Sendable, Hashable, CustomStringConvertible {
 
 /// The `WSMAN_FLAG_RECEIVE_*` flags of one result.
 public struct ReceiveFlags: OptionSet, Sendable, Hashable {
+    /// The flag bits.
     public let rawValue: UInt32
+    /// Flags from their bits.
     public init(rawValue: UInt32) { self.rawValue = rawValue }
     /// `WSMAN_FLAG_RECEIVE_RESULT_NO_MORE_DATA`: the last result for this stream.
     public static let noMoreData = ReceiveFlags(rawValue: 1)
@@ -157,6 +161,7 @@ public struct EndNotice: Sendable, Hashable, CustomStringConvertible {
             : AirlockError(code: errorCode, extendedInformation: extendedInformation, message: message)
     }
 
+    /// The error's description, or a sentence about the normal end.
     public var description: String {
         error.map(\.description) ?? (message.isEmpty ? "ended normally" : message)
     }

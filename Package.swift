@@ -188,7 +188,8 @@ let package = Package(
         ),
         .testTarget(
             name: "AirlockIntegrationTests",
-            dependencies: ["AirlockClient", "AirlockProtocol", "AirlockPosix", "CWSMan"],
+            // CAirlockShims: a raw setresuid on one thread, to connect as another user (SecurityTests).
+            dependencies: ["AirlockClient", "AirlockProtocol", "AirlockPosix", "CAirlockShims", "CWSMan"],
             swiftSettings: swiftSettings
         ),
     ]

@@ -20,7 +20,7 @@ public struct Airlockctl: AsyncParsableCommand {
               125   airlockd or the plug-in failed the operation (the message names the WSMan error)
               130   interrupted before the command started
             """,
-        subcommands: [Run.self, Status.self, Plugins.self, Restart.self, Stop.self, Reload.self]
+        subcommands: [Run.self, Status.self, Plugins.self, Shells.self, CloseShell.self, Restart.self, Stop.self, Reload.self]
     )
 
     @OptionGroup var global: GlobalOptions

@@ -3,7 +3,9 @@
  *
  * Startup and Shutdown behaviour is chosen by words in extraInfo (the plug-in's
  * InitializationParameters): crash-startup, fail-startup, hang-startup, hang-shutdown,
- * leak-threads=N, callback-after-shutdown.
+ * leak-threads=N, callback-after-shutdown; crash-startup-once and fail-startup-once
+ * (only while $HOME/hostile-startup-once does not exist; the first such Startup creates
+ * it); record-shutdown (Shutdown appends "reason=N" to $HOME/hostile-shutdown-reasons).
  *
  * Everything else is chosen by the first word of a command's line (command line and
  * arguments joined by spaces; the other words are arguments), so one shell hosts many
@@ -15,7 +17,13 @@
  * context-after-complete, duplicate-context) are kept and printed by `last-result`.
  *
  * Crashes:   segv, abort, exit N, segv-later MS, close-channel
- * Hangs:     hang-command, hang-receive, slow-cancel MS
+ * Channel:   write-channel garbage | unknown-complete  (bytes written to the worker's
+ *            channel, fd 3, then the entry point never returns)
+ * Hangs:     hang-command, hang-receive, slow-cancel MS, wait (a Receive waits until
+ *            it is cancelled)
+ * Processes: grandchild [setsid]  (forks `sleep 1000`, or a pause()ing child when exec
+ *            is denied; with setsid it leaves the worker's session)
+ * Startup:   startup-flags  (prints "ok flags=N": what WSManPluginStartup received)
  * Abuse:     flood, double-complete, result-after-complete, context-after-complete,
  *            context-in-receive, duplicate-context, null-request, bogus-request
  * Sandbox:   connect-tcp PORT, read-file PATH, write-file PATH, kill-pid PID SIG,
@@ -165,10 +173,58 @@ static void keep_result(const char *format, ...)
     pthread_mutex_unlock(&hostile_result_lock);
 }
 
+/* The flags WSManPluginStartup received, for `startup-flags`. */
+static DWORD hostile_startup_flags;
+
+/* True when `name` occurs in `words` as a whole switch (not as part of a longer one such
+   as crash-startup in crash-startup-once). */
+static bool has_switch(const char *words, const char *name)
+{
+    size_t length = strlen(name);
+    for (const char *at = strstr(words, name); at != NULL; at = strstr(at + 1, name)) {
+        char before = at == words ? ' ' : at[-1];
+        char after = at[length];
+        bool joined_before = before == '-' || before == '_' || (before >= 'a' && before <= 'z') || (before >= '0' && before <= '9');
+        bool joined_after = after == '-' || after == '_' || (after >= 'a' && after <= 'z') || (after >= '0' && after <= '9');
+        if (!joined_before && !joined_after) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* $HOME/<name> (the plug-in's writable state folder), or NULL. */
+static char *home_file(const char *name)
+{
+    const char *home = getenv("HOME");
+    char *path = NULL;
+    if (home == NULL || asprintf(&path, "%s/%s", home, name) < 0) {
+        return NULL;
+    }
+    return path;
+}
+
+/* True the first time only: creates $HOME/hostile-startup-once. */
+static bool first_startup(void)
+{
+    char *path = home_file("hostile-startup-once");
+    if (path == NULL) {
+        return false;
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    free(path);
+    if (fd < 0) {
+        return false;
+    }
+    close(fd);
+    return true;
+}
+
 struct hostile_plugin {
     char *extra_info;
     bool callback_after_shutdown;
     bool hang_shutdown;
+    bool record_shutdown;
 };
 
 struct hostile_command;
@@ -232,14 +288,14 @@ static void *hostile_late_caller(void *unused)
 DWORD WINAPI WSManPluginStartup(DWORD flags, PCWSTR applicationIdentification, PCWSTR extraInfo,
                                 PVOID *pluginContext)
 {
-    (void)flags;
     (void)applicationIdentification;
+    hostile_startup_flags = flags;
     char *extra = utf8_copy(extraInfo);
     const char *words = extra != NULL ? extra : "";
-    if (strstr(words, "crash-startup") != NULL) {
+    if (has_switch(words, "crash-startup") || (has_switch(words, "crash-startup-once") && first_startup())) {
         crash();
     }
-    if (strstr(words, "fail-startup") != NULL) {
+    if (has_switch(words, "fail-startup") || (has_switch(words, "fail-startup-once") && first_startup())) {
         free(extra);
         return ERROR_WSMAN_PLUGIN_FAILED;
     }
@@ -264,6 +320,7 @@ DWORD WINAPI WSManPluginStartup(DWORD flags, PCWSTR applicationIdentification, P
     plugin->extra_info = extra;
     plugin->callback_after_shutdown = strstr(words, "callback-after-shutdown") != NULL;
     plugin->hang_shutdown = strstr(words, "hang-shutdown") != NULL;
+    plugin->record_shutdown = strstr(words, "record-shutdown") != NULL;
     *pluginContext = plugin;
     return NO_ERROR;
 }
@@ -271,8 +328,19 @@ DWORD WINAPI WSManPluginStartup(DWORD flags, PCWSTR applicationIdentification, P
 DWORD WINAPI WSManPluginShutdown(PVOID pluginContext, DWORD flags, DWORD reason)
 {
     (void)flags;
-    (void)reason;
     struct hostile_plugin *plugin = pluginContext;
+    if (plugin != NULL && plugin->record_shutdown) {
+        char *path = home_file("hostile-shutdown-reasons");
+        int fd = path != NULL ? open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600) : -1;
+        if (fd >= 0) {
+            char line[32];
+            int length = snprintf(line, sizeof line, "reason=%u\n", reason);
+            ssize_t written = write(fd, line, (size_t)length);
+            (void)written;
+            close(fd);
+        }
+        free(path);
+    }
     if (plugin != NULL && plugin->hang_shutdown) {
         sleep_forever();
     }
@@ -681,6 +749,49 @@ static void probe_request(struct hostile_command *command, WSMAN_PLUGIN_REQUEST 
     command->exit_code = 0;
 }
 
+/* Writes bytes the supervisor must reject to the worker's channel (fd 3). */
+static void write_channel(const char *what)
+{
+    if (strcmp(what, "unknown-complete") == 0) {
+        /* A well-formed W_COMPLETE (0x0384, FINAL) for operation 0xDEAD, which does not
+           exist: length 17, then type, flags, operation id, errorCode 0, no extended info. */
+        static const unsigned char frame[] = {
+            0x11, 0x00, 0x00, 0x00, 0x84, 0x03, 0x01, 0x00, 0xAD, 0xDE, 0x00, 0x00,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        };
+        ssize_t written = send(3, frame, sizeof frame, MSG_NOSIGNAL);
+        (void)written;
+    } else {
+        /* A length prefix that promises far more than the packet holds. */
+        static const unsigned char garbage[] = {0xFF, 0xFF, 0x00, 0x00, 'g', 'a', 'r', 'b', 'a', 'g', 'e', 0x00, 0x01, 0x02, 0x03, 0x04};
+        ssize_t written = send(3, garbage, sizeof garbage, MSG_NOSIGNAL);
+        (void)written;
+    }
+}
+
+/* Forks a grandchild of the worker: `sleep 1000`, or a child that pause()s when exec is
+   denied. It keeps every inherited descriptor, like a careless plug-in's child would. */
+static void probe_grandchild(struct hostile_command *command, const char *argument)
+{
+    bool leave_session = strcmp(argument, "setsid") == 0;
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (leave_session) {
+            setsid();
+        }
+        execl("/bin/sleep", "sleep", "1000", (char *)NULL);
+        for (;;) {
+            pause(); /* async-signal-safe only: we forked a threaded process */
+        }
+    }
+    if (pid < 0) {
+        probe_denied(command, errno, "fork");
+        return;
+    }
+    text_printf(&command->output, "ok pid=%d\n", (int)pid);
+    probe_ok(command);
+}
+
 /* MARK: - Command */
 
 static void *hostile_segv_later(void *context)
@@ -746,6 +857,9 @@ VOID WINAPI WSManPluginCommand(WSMAN_PLUGIN_REQUEST *requestDetails, DWORD flags
     } else if (strcmp(verb, "close-channel") == 0) {
         close(3); /* the worker's channel */
         sleep_forever();
+    } else if (strcmp(verb, "write-channel") == 0) {
+        write_channel(argument);
+        sleep_forever();
     }
 
     pthread_mutex_lock(&shell->lock);
@@ -772,7 +886,7 @@ VOID WINAPI WSManPluginCommand(WSMAN_PLUGIN_REQUEST *requestDetails, DWORD flags
         }
     } else if (strcmp(verb, "double-complete") == 0 || strcmp(verb, "hang-receive") == 0 || strcmp(verb, "flood") == 0 ||
                strcmp(verb, "result-after-complete") == 0 || strcmp(verb, "context-after-complete") == 0 ||
-               strcmp(verb, "context-in-receive") == 0) {
+               strcmp(verb, "context-in-receive") == 0 || strcmp(verb, "wait") == 0) {
         /* handled after reporting, or by Receive */
     } else if (strcmp(verb, "slow-cancel") == 0) {
         command->slow_cancel_ms = strtoul(argument, NULL, 10);
@@ -816,6 +930,11 @@ VOID WINAPI WSManPluginCommand(WSMAN_PLUGIN_REQUEST *requestDetails, DWORD flags
         probe_id(command);
     } else if (strcmp(verb, "threads") == 0) {
         probe_threads(command);
+    } else if (strcmp(verb, "grandchild") == 0) {
+        probe_grandchild(command, argument);
+    } else if (strcmp(verb, "startup-flags") == 0) {
+        text_printf(&command->output, "ok flags=%u\n", hostile_startup_flags);
+        probe_ok(command);
     } else if (strcmp(verb, "echo") == 0) {
         text_printf(&command->output, "%s\n", argument);
         probe_ok(command);

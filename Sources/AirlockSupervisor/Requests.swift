@@ -127,6 +127,12 @@ extension Supervisor {
     // MARK: - Shells
 
     private func createShell(_ request: CreateShell, op: UInt64, from connection: ClientConnection) {
+        // Every later request of the shell carries these to the worker; keep them small.
+        if request.resourceURI.utf8.count > 2048 || request.locale.utf8.count > 85 || request.dataLocale.utf8.count > 85 {
+            complete(connection.id, op, code: WSManError.invalidParameter,
+                     message: "CREATE_SHELL: the resource URI may have at most 2048 bytes and a locale at most 85")
+            return
+        }
         guard let plugin = resolvePlugin(name: request.plugin, resourceURI: request.resourceURI) else {
             let what = request.plugin.isEmpty ? "no plug-in is registered for resource URI \(request.resourceURI)" : "no plug-in named '\(request.plugin)' is registered"
             complete(connection.id, op, code: WSManError.invalidResourceURI, message: "\(what); `airlockctl plugins` lists the registered plug-ins")

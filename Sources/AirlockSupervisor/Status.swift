@@ -25,7 +25,8 @@ struct StatusDocument: Encodable {
     struct Worker: Encodable {
         var plugin: String
         var library: String
-        var pid: Int32?
+        /// 0 when no process is running.
+        var pid: Int32
         var state: String
         var uptimeSeconds: Double?
         var restarts: Int
@@ -85,7 +86,7 @@ extension Supervisor {
             let commands = plugin.shells.reduce(0) { $0 + (shells[$1]?.commands.count ?? 0) }
             let inFlight = plugin.routes.values.filter { ($0.kind != .shell && $0.kind != .command) || $0.deadline != 0 }.count
             workers.append(StatusDocument.Worker(
-                plugin: name, library: plugin.config.library, pid: plugin.pid == 0 ? nil : plugin.pid, state: plugin.state.name,
+                plugin: name, library: plugin.config.library, pid: plugin.pid, state: plugin.state.name,
                 uptimeSeconds: plugin.pid == 0 ? nil : Double(now &- plugin.startedAt) / 1e9, restarts: plugin.restarts, lastExit: plugin.lastExit,
                 rssBytes: stats?.residentBytes, cpuSeconds: stats.map { Double($0.cpuNanoseconds) / 1e9 }, threads: stats?.threads, fds: stats?.openFiles,
                 shells: plugin.shells.count, commands: commands, operationsInFlight: inFlight,

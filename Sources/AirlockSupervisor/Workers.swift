@@ -180,7 +180,7 @@ extension Supervisor {
         ]
         let pid = try ProcessControl.spawn(
             executable: config.workerExecutable,
-            arguments: [config.workerExecutable, "--plugin", plugin.name],
+            arguments: ["--plugin", plugin.name],
             environment: environment,
             fileDescriptors: [
                 .init(source: devNull, target: 0), .init(source: out.write, target: 1),
@@ -270,7 +270,7 @@ extension Supervisor {
                 let bytes = [UInt8](UnsafeRawBufferPointer(rebasing: readBuffer[0..<count]))
                 let frame: Frame
                 do {
-                    frame = try Frame.decode(bytes, maxFrameSize: config.maxFrameSize + 1024)
+                    frame = try Frame.decode(bytes, maxFrameSize: config.maxFrameSize + 4096)
                 } catch {
                     recycle(plugin, because: "it sent a malformed frame (\(error.message))")
                     return

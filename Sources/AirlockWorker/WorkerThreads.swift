@@ -60,7 +60,7 @@ final class ReaderPool: Sendable {
 
     init(host: PluginHost) {
         self.host = host
-        bufferSize = host.maxEnvelopeSize + 4096
+        bufferSize = host.maxEnvelopeSize + 8192
     }
 
     /// Starts one more reader thread (on top of the caller, which becomes a reader with
@@ -82,7 +82,9 @@ final class ReaderPool: Sendable {
         var buffer = [UInt8](unsafeUninitializedCapacity: size) { _, count in count = size }
         while true {
             idle.add(1, ordering: .relaxed)
-            let received = host.channel.receive(into: &buffer, maxFrameSize: host.maxEnvelopeSize)
+            // The supervisor adds a request context (at most ~2.5 KiB: it bounds the resource URI and
+            // locales) to a client frame of up to the maximum size.
+            let received = host.channel.receive(into: &buffer, maxFrameSize: host.maxEnvelopeSize + 4096)
             if idle.subtract(1, ordering: .relaxed).newValue == 0 {
                 ensureIdleReader()
             }

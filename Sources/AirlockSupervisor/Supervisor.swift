@@ -416,6 +416,12 @@ public final class Supervisor {
     /// Completes a client operation with an error or success, with Airlock's message.
     func complete(_ connectionID: UInt64, _ operationID: UInt64, code: UInt32, extendedInformation: String? = nil, message: String) {
         if let connection = connections[connectionID] { connection.operations[operationID] = nil }
+        if code != 0 && !message.isEmpty {
+            logger.log(level: code == WSManError.pluginFailed ? .notice : .info, "operation failed: \(message)", metadata: [
+                "operation_id": .stringConvertible(operationID), "wsman_error": .string(WSManError.name(code)),
+                "connection_id": .stringConvertible(connectionID),
+            ])
+        }
         send(Frame(operationID: operationID, flags: .final, message: .operationComplete(
             OperationComplete(errorCode: code, extendedInformation: extendedInformation, message: message))), to: connectionID)
     }

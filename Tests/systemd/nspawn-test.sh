@@ -274,9 +274,20 @@ $(ct journalctl -b -u airlockd --no-pager 2>&1 | tail -n 20)"
 fi
 
 main_pid=$(prop MainPID airlockd.service)
-status_text=$(prop StatusText airlockd.service)
-if [ "$(prop SubState airlockd.service)" = running ] && [ -n "$status_text" ] &&
-    ct systemctl status --no-pager airlockd.service 2>/dev/null | grep -q "Status: \"$status_text\""; then
+# STATUS= follows the clients and workers (the test's own client just left), so the text
+# and `systemctl status` are compared until both are read between two updates.
+status_shown() {
+    status_text=$(prop StatusText airlockd.service)
+    [ "$(prop SubState airlockd.service)" = running ] && [ -n "$status_text" ] &&
+        ct systemctl status --no-pager airlockd.service 2>/dev/null | grep -q -F "Status: \"$status_text\""
+}
+status_text=
+shown=no
+for _ in $(seq 1 25); do
+    if status_shown; then shown=yes; break; fi
+    sleep 0.2
+done
+if [ $shown = yes ]; then
     pass "Type=notify service running via READY=1; systemctl status shows Status: \"$status_text\""
 else
     fail "READY=1 and STATUS=" "$(ct systemctl status --no-pager airlockd.service 2>&1)"
@@ -320,6 +331,18 @@ if ct_wait 10 sh -c 'journalctl -b -u airlockd.service -o json | grep "\"PLUGIN\
     fi
 else
     fail "journalctl -o json shows PLUGIN=echo with WORKER_PID=" "$(journal_json | tail -n 5)"
+fi
+if [ "$mode" = airlockd ]; then
+    # A refused operation (no such plug-in) is logged with its OPERATION_ID and WSMAN_ERROR.
+    output=$(ct airlockctl run --plugin no-such-plugin -- hello 2>&1)
+    if ct_wait 10 sh -c 'journalctl -b -u airlockd.service -o json | grep "\"OPERATION_ID\":\"[0-9]" | grep -q "\"WSMAN_ERROR\":\"[A-Z_]"'; then
+        record=$(journal_json | grep '"OPERATION_ID"' | grep '"WSMAN_ERROR"' | tail -n 1)
+        fields=$(printf '%s' "$record" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(" ".join(k+"="+str(r[k]) for k in ("OPERATION_ID","WSMAN_ERROR") if k in r))' 2>/dev/null)
+        pass "journalctl -o json: a refused operation has $fields"
+    else
+        fail "journalctl -o json shows OPERATION_ID= and WSMAN_ERROR= for a refused operation" "$output
+$(journal_json | tail -n 5)"
+    fi
 fi
 
 # MARK: Delegated cgroup

@@ -23,12 +23,18 @@ public struct ByteWriter: Sendable {
         bytes.append(UInt8(truncatingIfNeeded: value >> 8))
     }
 
+    // Byte by byte: four appends cost less than append(contentsOf:) of a raw buffer,
+    // which goes through the generic sequence path (about 15% of encoding a small frame).
     @inlinable public mutating func u32(_ value: UInt32) {
-        withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
+        bytes.append(UInt8(truncatingIfNeeded: value))
+        bytes.append(UInt8(truncatingIfNeeded: value >> 8))
+        bytes.append(UInt8(truncatingIfNeeded: value >> 16))
+        bytes.append(UInt8(truncatingIfNeeded: value >> 24))
     }
 
     @inlinable public mutating func u64(_ value: UInt64) {
-        withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
+        u32(UInt32(truncatingIfNeeded: value))
+        u32(UInt32(truncatingIfNeeded: value >> 32))
     }
 
     @inlinable public mutating func bool(_ value: Bool) { bytes.append(value ? 1 : 0) }
@@ -127,17 +133,15 @@ public struct ByteReader: Sendable {
     public mutating func u32(_ field: StaticString = "u32") throws(ProtocolError) -> UInt32 {
         try need(4, field)
         defer { position += 4 }
-        var value: UInt32 = 0
-        for i in 0..<4 { value |= UInt32(bytes[position + i]) << (8 * UInt32(i)) }
-        return value
+        let offset = position
+        return bytes.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: offset, as: UInt32.self)) }
     }
 
     public mutating func u64(_ field: StaticString = "u64") throws(ProtocolError) -> UInt64 {
         try need(8, field)
         defer { position += 8 }
-        var value: UInt64 = 0
-        for i in 0..<8 { value |= UInt64(bytes[position + i]) << (8 * UInt64(i)) }
-        return value
+        let offset = position
+        return bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: offset, as: UInt64.self)) }
     }
 
     public mutating func bool(_ field: StaticString = "bool") throws(ProtocolError) -> Bool {

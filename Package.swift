@@ -192,5 +192,8 @@ let package = Package(
             dependencies: ["AirlockClient", "AirlockProtocol", "AirlockPosix", "CAirlockShims", "CWSMan"],
             swiftSettings: swiftSettings
         ),
+        // Tests/systemd/nspawn-test.sh (a real systemd in a container) and deploy/verify.sh,
+        // run against the build products next to the test bundle.
+        .testTarget(name: "AirlockServiceTests", dependencies: [], swiftSettings: swiftSettings),
     ]
 )

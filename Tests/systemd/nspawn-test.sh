@@ -21,6 +21,7 @@
 # /var/cache/airlock/nspawn-rootfs) and reused; every boot starts from it clean
 # (--volatile=overlay), so the cache is never modified. Prints "N passed, M failed".
 set -uo pipefail
+export PATH="$PATH:/usr/sbin:/sbin"   # debootstrap and ldconfig live there
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 build=${1:-$repo/.build/debug}
@@ -65,6 +66,16 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 2
 fi
 
+# One run at a time on a machine: runs share the root file system cache (and its first
+# build), and the container shares the host network. A second run waits for the first.
+lock=${AIRLOCK_NSPAWN_LOCK:-/run/lock/airlock-nspawn-test.lock}
+mkdir -p "$(dirname "$lock")"
+exec 9>"$lock"
+if ! flock -n 9; then
+    log "waiting for another nspawn-test run (lock $lock)"
+    flock -w 1800 9 || { echo "nspawn-test: $lock still held after 30 minutes" >&2; exit 2; }
+fi
+
 # MARK: Tools and root file system
 
 if ! command -v systemd-nspawn >/dev/null || ! command -v debootstrap >/dev/null; then
@@ -77,13 +88,24 @@ if ! command -v systemd-nspawn >/dev/null || ! command -v debootstrap >/dev/null
     command -v systemd-nspawn >/dev/null && command -v debootstrap >/dev/null || { echo "nspawn-test: cannot install systemd-container debootstrap" >&2; exit 2; }
 fi
 
-# The Debian mirror apt uses (deb822 "URIs:" or one-line "deb URL bookworm ..."), not security.
+# The Debian mirror apt uses for bookworm itself (not bookworm-security, -updates or a
+# third-party suite): the first URI of a deb822 stanza (*.sources) whose Types has "deb" and
+# whose Suites has "bookworm", or of a one-line "deb [options] URI bookworm ..." entry.
+# AIRLOCK_DEBIAN_MIRROR overrides; deb.debian.org when apt names none.
 debian_mirror() {
     local uri
-    uri=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null |
-        grep -v '^\s*#' |
-        sed -n -e 's/^URIs:\s*\(\S*\).*/\1/p' -e 's/^deb\s\+\(\[[^]]*\]\s\+\)\?\(\S*\)\s\+bookworm\s.*/\2/p' |
-        grep -i 'debian' | grep -v -i 'security' | head -n 1)
+    uri=${AIRLOCK_DEBIAN_MIRROR:-}
+    [ -n "$uri" ] || uri=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '
+        function flush() { if (deb && suite && first == "") first = uris; deb = suite = 0; uris = "" }
+        /^[ \t]*#/ { next }
+        /^[ \t]*$/ { flush(); next }
+        tolower($1) == "types:" { for (i = 2; i <= NF; i++) if ($i == "deb") deb = 1 }
+        tolower($1) == "suites:" { for (i = 2; i <= NF; i++) if ($i == "bookworm") suite = 1 }
+        tolower($1) == "uris:" { uris = $2 }
+        END { flush(); print first }')
+    [ -n "$uri" ] || uri=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+        sed -n 's/^[[:space:]]*deb[[:space:]]\+\(\[[^]]*\][[:space:]]\+\)\?\([^[:space:]]*\)[[:space:]]\+bookworm[[:space:]].*/\2/p' |
+        head -n 1)
     echo "${uri:-http://deb.debian.org/debian}"
 }
 
@@ -189,7 +211,7 @@ SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 setsid systemd-nspawn -D "$rootfs" -b \
     --capability=CAP_BPF,CAP_PERFMON \
     --system-call-filter="bpf landlock_create_ruleset landlock_add_rule landlock_restrict_self" \
     --bind-ro="$stage:/airlock-stage" \
-    >"$stage/console.log" 2>&1 </dev/null &
+    >"$stage/console.log" 2>&1 </dev/null 9>&- &
 # setsid forks when it already leads a process group: find nspawn by its unique machine name.
 for _ in $(seq 1 100); do
     nspawn_pid=$(pgrep -f -x "systemd-nspawn -D $rootfs .* -M $machine .*" | head -n 1)

@@ -62,7 +62,9 @@ struct FaultStatus: Decodable {
 
     struct Worker: Decodable {
         var plugin: String
-        var pid: Int32?
+        /// The worker's pid; nil when no process runs (the status says 0 then).
+        var pid: Int32? { rawPID == 0 ? nil : rawPID }
+        private var rawPID: Int32?
         var state: String
         var restarts: Int
         var lastExit: String?
@@ -72,6 +74,11 @@ struct FaultStatus: Decodable {
         var quarantinedUntil: Double?
         var threadsLeftAfterShutdown: UInt32?
         var recentFailures: [Failure]
+
+        enum CodingKeys: String, CodingKey {
+            case plugin, rawPID = "pid", state, restarts, lastExit, shells, commands, operationsInFlight
+            case quarantinedUntil, threadsLeftAfterShutdown, recentFailures
+        }
     }
 
     struct Shell: Decodable {

@@ -30,7 +30,8 @@ struct SystemdContainerTests {
         // for another one's lock adds that run's time.
         let run = try ScriptRun.bash(repositoryDirectory() + "/Tests/systemd/nspawn-test.sh", [products], timeLimitSeconds: 1500)
 
-        #expect(run.output.contains("== mode: airlockd"), "the script did not test the real airlockd:\n\(run.tail())")
+        let testedAirlockd = run.output.contains("== mode: airlockd")
+        #expect(testedAirlockd, "the script did not test the real airlockd:\n\(run.tail())")
         let tally = try #require(run.tally, "no 'N passed, M failed' line (exit status \(run.exitStatus)):\n\(run.tail())")
         #expect(tally.failed == 0 && run.exitStatus == 0, "\(tally.passed) passed, \(tally.failed) failed (exit status \(run.exitStatus)):\n\(run.tail())")
         #expect(tally.passed >= 19, "only \(tally.passed) checks ran:\n\(run.tail())")

@@ -18,8 +18,15 @@
 #
 # Needs root. Installs systemd-container and debootstrap when missing. The root file system
 # is built once (about a minute, 276 MB) into AIRLOCK_NSPAWN_ROOTFS (default
-# /var/cache/airlock/nspawn-rootfs) and reused; every boot starts from it clean
-# (--volatile=overlay), so the cache is never modified. Prints "N passed, M failed".
+# /var/cache/airlock/nspawn-rootfs) from the Debian mirror apt uses for bookworm
+# (AIRLOCK_DEBIAN_MIRROR overrides) and reused; every boot starts from it clean
+# (--volatile=overlay), so the cache is never modified. One run at a time per machine: a
+# second run waits on the lock AIRLOCK_NSPAWN_LOCK (default
+# /run/lock/airlock-nspawn-test.lock). Prints "N passed, M failed"; exit status 0 when all
+# passed, 1 when a check failed, 2 when the test could not run.
+#
+# `swift test` runs it (Tests/AirlockServiceTests/SystemdContainerTests.swift) against the
+# products next to the test bundle.
 set -uo pipefail
 export PATH="$PATH:/usr/sbin:/sbin"   # debootstrap and ldconfig live there
 

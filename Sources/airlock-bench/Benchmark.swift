@@ -31,6 +31,7 @@ struct Benchmark {
     var sizes: Sizes {
         var sizes = options.quick ? Sizes.quick : Sizes.full
         if let roundTrips = options.roundTrips { sizes.roundTrips = roundTrips }
+        if let streamBytes = options.streamBytes { sizes.streamBytes = streamBytes }
         return sizes
     }
 
@@ -51,10 +52,12 @@ struct Benchmark {
             do {
                 try CPUAffinity.setProcess(cpu: cpu)
                 Progress.note("pinned phase on CPU \(cpu): starting airlockd")
-                let daemon = try BenchDaemon.start(label: "pinned", products: products, plugins: [BenchPlugin(name: "noop")], prefix: options.daemonPrefix)
+                let daemon = try BenchDaemon.start(
+                    label: "pinned", products: products, plugins: [BenchPlugin(name: "noop", sandboxed: !options.noSandbox)],
+                    prefix: options.daemonPrefix, workerPrefix: options.workerPrefix)
                 defer { daemon.stop() }
                 var phase = try await Scenarios.roundTripPhase(
-                    socketPath: daemon.socketPath, products: products, pinning: "pinned to CPU \(cpu)", cpu: cpu,
+                    daemon: daemon, products: products, pinning: "pinned to CPU \(cpu)", cpu: cpu,
                     roundTrips: sizes.roundTrips, blocks: sizes.blocks, warmUp: sizes.warmUp)
                 // Check the pin reached airlockd and its worker.
                 let counts = ([daemon.pid] + daemon.childPIDs()).compactMap { CPUAffinity.allowedCount(pid: $0) }
@@ -76,14 +79,14 @@ struct Benchmark {
         let coldPlugins = (0...sizes.coldStarts).map { "cold\($0)" }
         let barePlugins = (0...sizes.coldStarts).map { "bare\($0)" }
         let scalePlugins = (0..<sizes.scalePlugins).map { "scale\($0)" }
-        var registrations = [BenchPlugin(name: "noop")]
-        registrations += scalePlugins.map { BenchPlugin(name: $0) }
+        var registrations = [BenchPlugin(name: "noop", sandboxed: !options.noSandbox)]
         registrations += coldPlugins.map { BenchPlugin(name: $0) }
         registrations += barePlugins.map { BenchPlugin(name: $0, sandboxed: false) }
         let daemon: BenchDaemon
         do {
             Progress.note("unpinned phase: starting airlockd with \(registrations.count) plug-in registrations")
-            daemon = try BenchDaemon.start(label: "unpinned", products: products, plugins: registrations, prefix: options.daemonPrefix)
+            daemon = try BenchDaemon.start(
+                label: "unpinned", products: products, plugins: registrations, prefix: options.daemonPrefix, workerPrefix: options.workerPrefix)
         } catch {
             results.failures.append("unpinned phase: \(error)")
             return results
@@ -93,7 +96,7 @@ struct Benchmark {
 
         await step("roundTrip (unpinned)", when: options.runs("roundTrip"), &results) { (results: inout BenchResults) async throws(BenchFailure) in
             results.unpinned = try await Scenarios.roundTripPhase(
-                socketPath: socketPath, products: products, pinning: "unpinned", cpu: nil,
+                daemon: daemon, products: products, pinning: "unpinned", cpu: nil,
                 roundTrips: sizes.roundTrips, blocks: sizes.blocks, warmUp: sizes.warmUp)
         }
         await step("concurrent16", when: options.runs("concurrent16"), &results) { (results: inout BenchResults) async throws(BenchFailure) in
@@ -111,13 +114,21 @@ struct Benchmark {
         await step("coldStartNoSandbox", when: options.runs("coldStartNoSandbox"), &results) { (results: inout BenchResults) async throws(BenchFailure) in
             results.coldStartNoSandbox = try await Scenarios.coldStart(socketPath: socketPath, plugins: barePlugins)
         }
-        await step("scale", when: options.runs("scale"), &results) { (results: inout BenchResults) async throws(BenchFailure) in
-            results.scale = try await Scenarios.scale(
-                daemon: daemon, plugins: scalePlugins, shellsPerPlugin: sizes.shellsPerPlugin, connections: idleConnections,
-                roundTrips: sizes.roundTrips)
-        }
         if let status = (try? ProcessControl.wait(pid: daemon.pid, noHang: true)) ?? nil {
             results.failures.append("airlockd \(status) during the run; its log:\n\(daemon.logTail())")
+        }
+        daemon.stop()
+
+        // Phase 3: scale, with an airlockd of its own (unpinned) so earlier work does not
+        // hide new allocations from VmRSS.
+        await step("scale", when: options.runs("scale"), &results) { (results: inout BenchResults) async throws(BenchFailure) in
+            let scaleDaemon = try BenchDaemon.start(
+                label: "scale", products: products, plugins: scalePlugins.map { BenchPlugin(name: $0) },
+                prefix: options.daemonPrefix, workerPrefix: options.workerPrefix)
+            defer { scaleDaemon.stop() }
+            results.scale = try await Scenarios.scale(
+                daemon: scaleDaemon, plugins: scalePlugins, shellsPerPlugin: sizes.shellsPerPlugin, connections: idleConnections,
+                roundTrips: sizes.roundTrips)
         }
         return results
     }
@@ -166,7 +177,7 @@ struct Benchmark {
             ("pinnedPhase", options.runs("roundTrip")
                 ? "bench, airlockd, worker and ping-pong partner all on CPU \(options.cpu ?? Int32(CPUAffinity.configuredCPUs - 1)) (sched_setaffinity, inherited)"
                 : "not run"),
-            ("unpinnedPhase", "no affinity set: concurrent, stream, coldStart, scale, and the unpinned round trip"),
+            ("unpinnedPhase", "no affinity set: concurrent, stream, coldStart and the unpinned round trip (one airlockd), then scale (an airlockd of its own)"),
             ("roundTripOperation", "SIGNAL to a command of a noop shell, completed by WSManPluginOperationComplete on the calling thread"),
             ("floor", "64-byte ping-pong with a child process over a socketpair, interleaved with the round trips in the same run"),
             ("descriptorLimit", String(descriptorLimit)),

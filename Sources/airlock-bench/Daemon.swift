@@ -133,7 +133,9 @@ final class BenchDaemon {
     /// Writes a configuration registering `plugins` (all copies of the noop plug-in, with
     /// quotas raised so thousands of shells, operations and connections fit), starts
     /// airlockd and waits until its socket accepts connections.
-    static func start(label: String, products: BuildProducts, plugins: [BenchPlugin], prefix: [String] = []) throws(BenchFailure) -> BenchDaemon {
+    static func start(
+        label: String, products: BuildProducts, plugins: [BenchPlugin], prefix: [String] = [], workerPrefix: [String] = []
+    ) throws(BenchFailure) -> BenchDaemon {
         var template = Array("/tmp/airlock-bench-\(label).XXXXXX".utf8CString)
         guard mkdtemp(&template) != nil else { throw BenchFailure("mkdtemp: \(String(cString: strerror(errno)))") }
         let directory = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
@@ -145,8 +147,16 @@ final class BenchDaemon {
         // their state folder below this one.
         chmod(directory, 0o711)
         mkdir(stateDirectory, 0o711)
+        var worker = products.worker
         do {
-            try writeNewFile(configPath, configuration(socketPath: socketPath, stateDirectory: stateDirectory, products: products, plugins: plugins))
+            if !workerPrefix.isEmpty {
+                worker = directory + "/airlock-worker"
+                let command = (workerPrefix + [products.worker]).map { "'\($0)'" }.joined(separator: " ")
+                try writeNewFile(worker, "#!/bin/sh\nexec \(command) \"$@\"\n")
+                chmod(worker, 0o755)
+            }
+            try writeNewFile(configPath, configuration(
+                socketPath: socketPath, stateDirectory: stateDirectory, worker: worker, library: products.noopPlugin, plugins: plugins))
         } catch {
             throw BenchFailure("cannot write \(configPath): \(error)")
         }
@@ -199,9 +209,11 @@ final class BenchDaemon {
                 break
             }
             if let status = (try? ProcessControl.wait(pid: pid, noHang: true)) ?? nil {
+                let log = daemon.logTail()
                 daemon.stopped = true
                 daemon.releaseGuard()
-                throw BenchFailure("airlockd \(status) before it accepted connections; its log (\(logPath)):\n\(daemon.logTail())")
+                _ = try? runTool(["/bin/rm", "-rf", directory], output: nil)
+                throw BenchFailure("airlockd \(status) before it accepted connections; the end of its log:\n\(log)")
             }
             if SystemClock.monotonicNanoseconds() &- started > limit {
                 daemon.stop()
@@ -217,10 +229,18 @@ final class BenchDaemon {
         (try? ProcessStatistics.read(pid: pid))?.residentBytes
     }
 
-    /// The processes airlockd started (its workers).
+    /// The processes airlockd started, and theirs (its workers: a worker in a PID
+    /// namespace is the child of a small init process).
     func childPIDs() -> [pid_t] {
-        guard let bytes = try? Posix.readFile("/proc/\(pid)/task/\(pid)/children") else { return [] }
-        return bytes.split(separator: UInt8(ascii: " ")).compactMap { pid_t(String(decoding: $0, as: UTF8.self)) }
+        var result: [pid_t] = []
+        var pending = [pid]
+        while let parent = pending.popLast() {
+            guard let tasks = try? Posix.readFile("/proc/\(parent)/task/\(parent)/children") else { continue }
+            let children = tasks.split(separator: UInt8(ascii: " ")).compactMap { pid_t(String(decoding: $0, as: UTF8.self)) }
+            result += children
+            pending += children
+        }
+        return result
     }
 
     /// The last lines of airlockd's log.
@@ -259,7 +279,7 @@ final class BenchDaemon {
     }
 
     /// The configuration file: every plug-in a copy of the noop library.
-    private static func configuration(socketPath: String, stateDirectory: String, products: BuildProducts, plugins: [BenchPlugin]) -> String {
+    private static func configuration(socketPath: String, stateDirectory: String, worker: String, library: String, plugins: [BenchPlugin]) -> String {
         let user = currentUserName()
         let admins = Set(["root", user]).sorted().map(jsonString).joined(separator: ", ")
         let entries = plugins.map { plugin -> String in
@@ -271,7 +291,7 @@ final class BenchDaemon {
                     """
             }
             return """
-                    {"Name": \(jsonString(plugin.name)), "Filename": \(jsonString(products.noopPlugin)),
+                    {"Name": \(jsonString(plugin.name)), "Filename": \(jsonString(library)),
                      "Quotas": {"MaxShells": 100000, "MaxShellsPerUser": 100000, "MaxConcurrentUsers": 1000,
                                 "MaxConcurrentOperations": 100000, "MaxConcurrentOperationsPerUser": 100000,
                                 "MaxConcurrentCommandsPerShell": 1000}\(sandbox)}
@@ -281,7 +301,7 @@ final class BenchDaemon {
             {
               "Socket": \(jsonString(socketPath)),
               "StateDirectory": \(jsonString(stateDirectory)),
-              "WorkerExecutable": \(jsonString(products.worker)),
+              "WorkerExecutable": \(jsonString(worker)),
               "MaxConnections": 100000,
               "MaxConnectionsPerUser": 100000,
               "Admins": [\(admins)],

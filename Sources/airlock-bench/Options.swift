@@ -14,8 +14,15 @@ struct BenchOptions: Sendable {
     var only: Set<String>?
     /// Round trips per latency measurement, overriding the default (for profiling).
     var roundTrips: Int?
+    /// Bytes of the stream scenario, overriding the default (for profiling).
+    var streamBytes: UInt64?
     /// Prepended to the airlockd command line, split on spaces (e.g. `valgrind --tool=callgrind`).
     var daemonPrefix: [String] = []
+    /// Prepended to the worker's command line (through a wrapper script), split on spaces.
+    var workerPrefix: [String] = []
+    /// Every sandbox layer off for the `noop` plug-in too (profiling the worker with tools
+    /// the sandbox would refuse).
+    var noSandbox = false
     /// Print progress on standard error.
     var verbose = false
     var help = false
@@ -25,7 +32,8 @@ struct BenchOptions: Sendable {
     ]
 
     static let usage = """
-        USAGE: airlock-bench [--json] [--quick] [--cpu N] [--only NAME,...] [--round-trips N] [--daemon-prefix CMD] [--verbose]
+        USAGE: airlock-bench [--json] [--quick] [--cpu N] [--only NAME,...] [--round-trips N] [--stream-mib N]
+                            [--daemon-prefix CMD] [--worker-prefix CMD] [--no-sandbox] [--verbose]
 
         Starts a real airlockd (with the noop plug-in, from this build's products folder) in a
         temporary folder, measures it, prints a table (or with --json one JSON object), and
@@ -37,7 +45,10 @@ struct BenchOptions: Sendable {
           --only NAMES         comma-separated subset of: \(scenarioNames.joined(separator: ", "))
                                (roundTrip and pingPongFloor always run together)
           --round-trips N      round trips per latency sample set (default 20000; quick 400)
+          --stream-mib N       MiB the stream scenario receives (default 1024; quick 16)
           --daemon-prefix CMD  run airlockd under CMD (split on spaces), e.g. for profiling
+          --worker-prefix CMD  run the workers under CMD (through a wrapper script)
+          --no-sandbox         turn every sandbox layer off for the noop plug-in too
           --verbose            progress on standard error
         """
 
@@ -70,8 +81,16 @@ struct BenchOptions: Sendable {
                 let text = try value(argument)
                 guard let count = Int(text), count > 0 else { throw UsageError("--round-trips \(text): expected a positive count") }
                 options.roundTrips = count
+            case "--stream-mib":
+                let text = try value(argument)
+                guard let mebibytes = UInt64(text), mebibytes > 0 else { throw UsageError("--stream-mib \(text): expected a positive count") }
+                options.streamBytes = mebibytes << 20
             case "--daemon-prefix":
                 options.daemonPrefix = try value(argument).split(separator: " ").map(String.init)
+            case "--worker-prefix":
+                options.workerPrefix = try value(argument).split(separator: " ").map(String.init)
+            case "--no-sandbox":
+                options.noSandbox = true
             default:
                 throw UsageError("unknown argument \(argument)")
             }

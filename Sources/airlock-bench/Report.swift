@@ -115,6 +115,21 @@ extension BenchResults {
             ("supervisorPing", latencyJSON(phase.supervisorPing)),
             ("floorStream", latencyJSON(phase.floorStream)),
             ("floorSeqpacket", latencyJSON(phase.floorSeqpacket)),
+            ("perBlockingRoundTrip", phase.blockingCosts.map(costsJSON) ?? .null),
+        ])
+    }
+
+    private func costsJSON(_ costs: OperationCosts) -> JSON {
+        func party(_ process: ProcessCosts) -> JSON {
+            .object([
+                ("contextSwitches", .number(costs.switchesPerOperation(process), digits: 2)),
+                ("voluntary", .number(costs.operations > 0 ? Double(process.voluntarySwitches) / Double(costs.operations) : 0, digits: 2)),
+                ("cpuUs", .number(costs.cpuMicrosecondsPerOperation(process), digits: 1)),
+            ])
+        }
+        return .object([
+            ("operations", .integer(Int64(costs.operations))),
+            ("client", party(costs.client)), ("supervisor", party(costs.supervisor)), ("worker", party(costs.workers)),
         ])
     }
 
@@ -197,6 +212,13 @@ extension BenchResults {
             rows.append(("  blocking signalBlocking", us(phase.blocking.p50us) + " / " + fixed(phase.blocking.p99us, 1), "", best.name == "blocking" ? "<- headline" : ""))
             rows.append(("  async Command.signal", us(phase.async.p50us) + " / " + fixed(phase.async.p99us, 1), "", best.name == "async" ? "<- headline" : ""))
             rows.append(("  supervisor PING (1 hop)", us(phase.supervisorPing.p50us) + " / " + fixed(phase.supervisorPing.p99us, 1), "", ""))
+            if let costs = phase.blockingCosts {
+                let parties = [("client", costs.client), ("airlockd", costs.supervisor), ("worker", costs.workers)]
+                rows.append((
+                    "  per blocking round trip", "", "",
+                    parties.map { "\($0.0) \(fixed(costs.switchesPerOperation($0.1), 1)) cs, \(fixed(costs.cpuMicrosecondsPerOperation($0.1), 1)) us CPU" }
+                        .joined(separator: "; ")))
+            }
             rows.append((
                 "pingPongFloor p50 (\(label))", us(phase.floorStream.p50us), "", "SOCK_STREAM; SEQPACKET \(us(phase.floorSeqpacket.p50us))"))
         }
@@ -220,7 +242,7 @@ extension BenchResults {
             rows.append(("scale RSS per idle shell", grouped(s.rssBytesPerShell) + " B", "<= 8,192" + mark(checks["scale.rssBytesPerShell"] ?? nil), "\(s.shells) shells, \(s.plugins) plug-ins"))
             rows.append((
                 "scale round trip p99 under load", us(s.loaded.p99us), "<= 2 x \(fixed(s.unloaded.p99us, 1))" + mark(checks["scale.p99us"] ?? nil),
-                "unloaded p50/p99 \(fixed(s.unloaded.p50us, 1))/\(fixed(s.unloaded.p99us, 1)), loaded p50 \(fixed(s.loaded.p50us, 1))"))
+                "unloaded (before+after) p50/p99 \(fixed(s.unloaded.p50us, 1))/\(fixed(s.unloaded.p99us, 1)), loaded p50 \(fixed(s.loaded.p50us, 1))"))
         }
         let widths = (0..<3).map { column in rows.map { [$0.0, $0.1, $0.2][column].count }.max() ?? 0 }
         var text = "airlock-bench\n"

@@ -35,6 +35,8 @@ struct RoundTripPhase: Sendable {
     var floorSeqpacket: Latency
     /// PING to the supervisor alone (one hop), blocking.
     var supervisorPing: Latency
+    /// Context switches and CPU per blocking round trip (client, airlockd, worker).
+    var blockingCosts: OperationCosts?
 
     /// The better of the two client paths (by median).
     var best: (name: String, latency: Latency) {

@@ -31,8 +31,9 @@ enum Scenarios {
     /// floors (SOCK_STREAM and SOCK_SEQPACKET ping-pong) in `blocks` rounds, so drift in the
     /// machine's load hits all of them alike. Runs under whatever affinity the process has.
     static func roundTripPhase(
-        socketPath: String, products: BuildProducts, pinning: String, cpu: Int32?, roundTrips: Int, blocks: Int, warmUp: Int
+        daemon: BenchDaemon, products: BuildProducts, pinning: String, cpu: Int32?, roundTrips: Int, blocks: Int, warmUp: Int
     ) async throws(BenchFailure) -> RoundTripPhase {
+        let socketPath = daemon.socketPath
         let target = try await SignalTarget.open(socketPath: socketPath, plugin: "noop")
         defer { target.connection.close() }
         let streamPartner = try PingPongPartner.start(kind: .stream, products: products)
@@ -47,9 +48,14 @@ enum Scenarios {
         _ = try await asyncSignals(target.command, count: warmUp / 2 + 1)
         _ = try await pingPong(streamPartner, count: warmUp).get()
         _ = try await pingPong(seqpacketPartner, count: warmUp).get()
+        let workers = daemon.childPIDs()
+        var costs: OperationCosts?
         for _ in 0..<blocks {
             floorStream += try await pingPong(streamPartner, count: perBlock).get()
+            let before = OperationCosts.Snapshot.take(daemonPID: daemon.pid, workerPIDs: workers)
             blocking += try await blockingSignals(target.command, count: perBlock).get()
+            let after = OperationCosts.Snapshot.take(daemonPID: daemon.pid, workerPIDs: workers)
+            costs = costs.map { $0 + OperationCosts(operations: perBlock, from: before, to: after) } ?? OperationCosts(operations: perBlock, from: before, to: after)
             floorSeqpacket += try await pingPong(seqpacketPartner, count: perBlock).get()
             async += try await asyncSignals(target.command, count: perBlock)
             ping += try await blockingPings(target.connection, count: perBlock / 4 + 1).get()
@@ -57,7 +63,7 @@ enum Scenarios {
         return RoundTripPhase(
             pinning: pinning, pinnedCPU: cpu, blocking: Latency(nanoseconds: blocking), async: Latency(nanoseconds: async),
             floorStream: Latency(nanoseconds: floorStream), floorSeqpacket: Latency(nanoseconds: floorSeqpacket),
-            supervisorPing: Latency(nanoseconds: ping))
+            supervisorPing: Latency(nanoseconds: ping), blockingCosts: costs)
     }
 
     /// `count` Signals with the blocking fast path, on a thread of their own.
@@ -236,7 +242,10 @@ enum Scenarios {
 
     /// Opens `shellsPerPlugin` shells on each of `plugins` and `connections` idle client
     /// connections (handshake done, nothing else), reading airlockd's VmRSS before and after
-    /// each step, and measures the round trip before and under that load.
+    /// each step, and measures the round trip on one more shell before, under and after that
+    /// load (before and after together are the unloaded reference, which evens out drift in
+    /// the machine's load). Give it an airlockd of its own: memory freed by earlier work would
+    /// absorb the new allocations and hide them from VmRSS.
     static func scale(
         daemon: BenchDaemon, plugins: [String], shellsPerPlugin: Int, connections: Int, roundTrips: Int
     ) async throws(BenchFailure) -> ScaleResult {
@@ -261,7 +270,7 @@ enum Scenarios {
         let probe = try await SignalTarget.open(socketPath: socketPath, plugin: plugins[0])
         defer { probe.connection.close() }
         _ = try await blockingSignals(probe.command, count: min(roundTrips, 2000)).get()
-        let unloaded = Latency(nanoseconds: try await blockingSignals(probe.command, count: roundTrips).get())
+        var unloaded = try await blockingSignals(probe.command, count: roundTrips / 2).get()
 
         let baseline = try residentBytes(daemon)
         for plugin in plugins {
@@ -278,17 +287,27 @@ enum Scenarios {
                 throw BenchFailure("idle connection \(index + 1) of \(connections) failed: \(error)")
             }
         }
-        // Let airlockd finish accepting before reading its RSS.
+        // A round trip on the probe: airlockd has accepted every connection before it.
         _ = try await blockingSignals(probe.command, count: 10).get()
         let afterConnections = try residentBytes(daemon)
 
         _ = try await blockingSignals(probe.command, count: min(roundTrips, 2000)).get()
         let loaded = Latency(nanoseconds: try await blockingSignals(probe.command, count: roundTrips).get())
         let workers = daemon.childPIDs().compactMap { (try? ProcessStatistics.read(pid: $0))?.residentBytes }.reduce(0, +)
+        let shellCount = shells.count
+
+        // Unload: the idle connections go, and the shells with the connection that holds them.
+        for fd in idle { try? Posix.close(fd) }
+        idle.removeAll()
+        holder.close()
+        shells.removeAll()
+        try? await Task.sleep(for: .milliseconds(200))
+        _ = try await blockingSignals(probe.command, count: min(roundTrips, 2000)).get()
+        unloaded += try await blockingSignals(probe.command, count: roundTrips / 2).get()
         return ScaleResult(
-            plugins: plugins.count, shells: shells.count, connections: connections, rssBaseline: baseline,
-            rssAfterShells: afterShells, rssAfterConnections: afterConnections, shellsMeasured: shells.count - plugins.count,
-            workerRSS: workers, unloaded: unloaded, loaded: loaded)
+            plugins: plugins.count, shells: shellCount, connections: connections, rssBaseline: baseline,
+            rssAfterShells: afterShells, rssAfterConnections: afterConnections, shellsMeasured: shellCount - plugins.count,
+            workerRSS: workers, unloaded: Latency(nanoseconds: unloaded), loaded: loaded)
     }
 
     private static func residentBytes(_ daemon: BenchDaemon) throws(BenchFailure) -> UInt64 {

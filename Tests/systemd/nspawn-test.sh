@@ -391,19 +391,28 @@ fi
 
 # MARK: Reload
 
-restarts_before=$(prop NRestarts airlockd.service)
+echo_before=$(ct cat "$cgroup/workers/echo/cgroup.procs" 2>/dev/null | tr '\n' ' ' | sed 's/ $//')
 if output=$(ct systemctl reload airlockd.service 2>&1) &&
     ct_wait 10 sh -c '[ "$(systemctl show -P SubState airlockd.service)" = running ]' &&
     [ "$(prop MainPID airlockd.service)" = "$main_pid" ]; then
     pass "systemctl reload: same main pid $main_pid, running again"
+    # The configuration did not change: the echo worker (and its shells) must be untouched.
+    echo_after=$(ct cat "$cgroup/workers/echo/cgroup.procs" 2>/dev/null | tr '\n' ' ' | sed 's/ $//')
+    if [ -n "$echo_before" ] && [ "$echo_after" = "$echo_before" ]; then
+        pass "the reload keeps the unchanged plug-in's worker (processes $echo_before)"
+    else
+        fail "the reload keeps the unchanged plug-in's worker (before: $echo_before; after: $echo_after)"
+    fi
 else
     fail "systemctl reload" "$output
 $(ct systemctl status --no-pager airlockd.service 2>&1)"
 fi
-if ct_wait 10 sh -c 'journalctl -b -u airlockd.service -o cat | grep -q -i "reload"'; then
-    pass "the reload is logged"
+# airlockd's own record (SYSLOG_IDENTIFIER=airlockd), not systemd's "Reloading...".
+if [ "$mode" = airlockd ]; then reload_pattern='^reloaded (SIGHUP'; else reload_pattern='^reloading'; fi
+if ct_wait 10 sh -c "journalctl -b -u airlockd.service -t airlockd -o cat | grep -q '$reload_pattern'"; then
+    pass "airlockd logs the reload: $(ct journalctl -b -u airlockd.service -t airlockd -o cat --no-pager 2>/dev/null | grep "$reload_pattern" | tail -n 1 | cut -c1-90)"
 else
-    fail "the reload is logged" "$(ct journalctl -b -u airlockd.service --no-pager 2>&1 | tail -n 10)"
+    fail "airlockd logs the reload" "$(ct journalctl -b -u airlockd.service --no-pager 2>&1 | tail -n 10)"
 fi
 
 # MARK: Watchdog
@@ -438,8 +447,10 @@ if [ "$mode" = airlockd ]; then worker_pattern=airlock-worker; else worker_patte
 if output=$(ct systemctl stop airlockd.service 2>&1) && [ "$(prop ActiveState airlockd.service)" = inactive ]; then
     if ct pgrep -f "$worker_pattern" >/dev/null; then
         fail "stop leaves no worker" "$(ct ps -ef 2>&1 | grep "$worker_pattern")"
+    elif ct test -d "$cgroup"; then
+        fail "stop leaves no cgroup" "$(ct find "$cgroup" -name cgroup.procs -exec sh -c 'echo "$1: $(cat "$1" | tr "\n" " ")"' _ {} \; 2>&1)"
     else
-        pass "systemctl stop: inactive, no $worker_pattern process left"
+        pass "systemctl stop: inactive, no $worker_pattern process left, the unit's cgroup is gone"
     fi
     result=$(prop Result airlockd.service)
     if [ "$result" = success ]; then

@@ -42,7 +42,7 @@ struct BuildProducts: Sendable {
         Progress.warn("building the noop plug-in: swift build -c \(buildConfiguration) --product airlock-plugin-noop (in \(packageRoot))")
         let status = try runTool(
             ["/usr/bin/env", "swift", "build", "-c", buildConfiguration, "--scratch-path", scratch, "--package-path", packageRoot, "--product", "airlock-plugin-noop"],
-            output: nil)
+            output: FileDescriptor(rawValue: 2))  // standard output stays for the table or the JSON
         guard access(noopPlugin, R_OK) == 0 else {
             throw BenchFailure("\(noopPlugin) is missing and building it failed (\(status)); run swift build -c \(buildConfiguration) --product airlock-plugin-noop")
         }

@@ -19,7 +19,7 @@ struct SandboxTests {
             defer { connection.close() }
             let result = try await Self.probe(connection, "connect-tcp \(listener.port)")
             #expect(result.isDenied, "connect-tcp 127.0.0.1:\(listener.port): \(result)")
-            #expect(!listener.hasPendingConnection(within: .milliseconds(200)), "the listener was reached from the sandbox")
+            #expect(try await !listener.pendingConnection(within: .milliseconds(200)), "the listener was reached from the sandbox")
         }
     }
 
@@ -200,7 +200,7 @@ struct SandboxTests {
 
             let connected = try await Self.probe(connection, "connect-tcp \(listener.port)", plugin: "hostile-net")
             #expect(connected.isOK, "connect-tcp with Network: true: \(connected)")
-            #expect(listener.hasPendingConnection(within: .seconds(10)), "the listener saw no connection")
+            #expect(try await listener.pendingConnection(within: .seconds(10)), "the listener saw no connection")
             let personality = try await Self.probe(connection, "syscall personality", plugin: "hostile-noseccomp")
             #expect(personality.isOK, "syscall personality with Seccomp: false: \(personality)")
             // Both stay confined otherwise.
@@ -402,8 +402,12 @@ final class LoopbackListener: @unchecked Sendable {
     deinit { Glibc.close(fd) }
 
     /// True when a connection is waiting to be accepted within `timeout` (it is accepted
-    /// and closed).
-    func hasPendingConnection(within timeout: Duration) -> Bool {
+    /// and closed). Waits on a thread of its own.
+    func pendingConnection(within timeout: Duration) async throws -> Bool {
+        try await onDedicatedThread { self.hasPendingConnection(within: timeout) }
+    }
+
+    private func hasPendingConnection(within timeout: Duration) -> Bool {
         let milliseconds = Int32(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
         var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         guard poll(&entry, 1, milliseconds) == 1 else { return false }

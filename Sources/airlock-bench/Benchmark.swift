@@ -54,7 +54,8 @@ struct Benchmark {
                 Progress.note("pinned phase on CPU \(cpu): starting airlockd")
                 let daemon = try BenchDaemon.start(
                     label: "pinned", products: products, plugins: [BenchPlugin(name: "noop", sandboxed: !options.noSandbox)],
-                    prefix: options.daemonPrefix, workerPrefix: options.workerPrefix)
+                    prefix: options.daemonPrefix, workerPrefix: options.workerPrefix,
+                    logLevel: options.daemonLogLevel, keep: options.keepTemporary)
                 defer { daemon.stop() }
                 var phase = try await Scenarios.roundTripPhase(
                     daemon: daemon, products: products, pinning: "pinned to CPU \(cpu)", cpu: cpu,
@@ -86,7 +87,8 @@ struct Benchmark {
         do {
             Progress.note("unpinned phase: starting airlockd with \(registrations.count) plug-in registrations")
             daemon = try BenchDaemon.start(
-                label: "unpinned", products: products, plugins: registrations, prefix: options.daemonPrefix, workerPrefix: options.workerPrefix)
+                label: "unpinned", products: products, plugins: registrations, prefix: options.daemonPrefix, workerPrefix: options.workerPrefix,
+                    logLevel: options.daemonLogLevel, keep: options.keepTemporary)
         } catch {
             results.failures.append("unpinned phase: \(error)")
             return results
@@ -124,7 +126,8 @@ struct Benchmark {
         await step("scale", when: options.runs("scale"), &results) { (results: inout BenchResults) async throws(BenchFailure) in
             let scaleDaemon = try BenchDaemon.start(
                 label: "scale", products: products, plugins: scalePlugins.map { BenchPlugin(name: $0) },
-                prefix: options.daemonPrefix, workerPrefix: options.workerPrefix)
+                prefix: options.daemonPrefix, workerPrefix: options.workerPrefix,
+                    logLevel: options.daemonLogLevel, keep: options.keepTemporary)
             defer { scaleDaemon.stop() }
             results.scale = try await Scenarios.scale(
                 daemon: scaleDaemon, plugins: scalePlugins, shellsPerPlugin: sizes.shellsPerPlugin, connections: idleConnections,

@@ -118,6 +118,8 @@ final class BenchDaemon {
     private let guardPID: pid_t
     private let guardPipe: FileDescriptor
     private var stopped = false
+    /// Leave the folder in place at the end (`--keep`).
+    var keepsDirectory = false
 
     private init(pid: pid_t, directory: String, guardPID: pid_t, guardPipe: FileDescriptor) {
         self.pid = pid
@@ -134,7 +136,8 @@ final class BenchDaemon {
     /// quotas raised so thousands of shells, operations and connections fit), starts
     /// airlockd and waits until its socket accepts connections.
     static func start(
-        label: String, products: BuildProducts, plugins: [BenchPlugin], prefix: [String] = [], workerPrefix: [String] = []
+        label: String, products: BuildProducts, plugins: [BenchPlugin], prefix: [String] = [], workerPrefix: [String] = [],
+        logLevel: String = "notice", keep: Bool = false
     ) throws(BenchFailure) -> BenchDaemon {
         var template = Array("/tmp/airlock-bench-\(label).XXXXXX".utf8CString)
         guard mkdtemp(&template) != nil else { throw BenchFailure("mkdtemp: \(String(cString: strerror(errno)))") }
@@ -167,7 +170,7 @@ final class BenchDaemon {
             defer { try? Posix.close(log) }
             let devNull = try Posix.open("/dev/null", flags: O_RDONLY | O_CLOEXEC)
             defer { try? Posix.close(devNull) }
-            var argv = prefix + [products.daemon, "--config", configPath, "--log-level", "notice"]
+            var argv = prefix + [products.daemon, "--config", configPath, "--log-level", logLevel]
             argv[0] = try resolveExecutable(argv[0])
             pid = try ProcessControl.spawn(
                 executable: argv[0], arguments: Array(argv.dropFirst()),
@@ -188,7 +191,7 @@ final class BenchDaemon {
             let devNull = try Posix.open("/dev/null", flags: O_RDWR | O_CLOEXEC)
             defer { try? Posix.close(devNull) }
             guardPID = try ProcessControl.spawn(
-                executable: products.bench, arguments: ["--guard", String(pid), directory],
+                executable: products.bench, arguments: ["--guard", String(pid), keep ? "" : directory],
                 environment: ["PATH": "/usr/bin:/bin", "SWIFT_BACKTRACE": "enable=no"],
                 fileDescriptors: [.init(source: devNull, target: 0), .init(source: devNull, target: 1), .init(source: pipe.read, target: 3)],
                 newSession: true)
@@ -199,6 +202,7 @@ final class BenchDaemon {
             throw BenchFailure("cannot start the guard process: \(error)")
         }
         let daemon = BenchDaemon(pid: pid, directory: directory, guardPID: guardPID, guardPipe: guardPipe)
+        daemon.keepsDirectory = keep
 
         // Ready when the socket accepts a connection.
         let limit: UInt64 = prefix.isEmpty ? 15_000_000_000 : 120_000_000_000
@@ -212,7 +216,7 @@ final class BenchDaemon {
                 let log = daemon.logTail()
                 daemon.stopped = true
                 daemon.releaseGuard()
-                _ = try? runTool(["/bin/rm", "-rf", directory], output: nil)
+                if !keep { _ = try? runTool(["/bin/rm", "-rf", directory], output: nil) }
                 throw BenchFailure("airlockd \(status) before it accepted connections; the end of its log:\n\(log)")
             }
             if SystemClock.monotonicNanoseconds() &- started > limit {
@@ -267,7 +271,11 @@ final class BenchDaemon {
             _ = try? ProcessControl.wait(pid: pid)
         }
         releaseGuard()
-        _ = try? runTool(["/bin/rm", "-rf", directory], output: nil)
+        if keepsDirectory {
+            Progress.warn("kept \(directory) (airlockd.log, airlockd.json, state)")
+        } else {
+            _ = try? runTool(["/bin/rm", "-rf", directory], output: nil)
+        }
     }
 
     /// Tells the guard all is well (one byte, then end of file) and reaps it.

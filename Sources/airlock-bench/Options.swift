@@ -23,6 +23,10 @@ struct BenchOptions: Sendable {
     /// Every sandbox layer off for the `noop` plug-in too (profiling the worker with tools
     /// the sandbox would refuse).
     var noSandbox = false
+    /// airlockd's --log-level.
+    var daemonLogLevel = "notice"
+    /// Keep the temporary folders (configuration, airlockd's log, state) for inspection.
+    var keepTemporary = false
     /// Print progress on standard error.
     var verbose = false
     var help = false
@@ -33,7 +37,8 @@ struct BenchOptions: Sendable {
 
     static let usage = """
         USAGE: airlock-bench [--json] [--quick] [--cpu N] [--only NAME,...] [--round-trips N] [--stream-mib N]
-                            [--daemon-prefix CMD] [--worker-prefix CMD] [--no-sandbox] [--verbose]
+                            [--daemon-prefix CMD] [--worker-prefix CMD] [--no-sandbox]
+                            [--daemon-log-level LEVEL] [--keep] [--verbose]
 
         Starts a real airlockd (with the noop plug-in, from this build's products folder) in a
         temporary folder, measures it, prints a table (or with --json one JSON object), and
@@ -49,6 +54,8 @@ struct BenchOptions: Sendable {
           --daemon-prefix CMD  run airlockd under CMD (split on spaces), e.g. for profiling
           --worker-prefix CMD  run the workers under CMD (through a wrapper script)
           --no-sandbox         turn every sandbox layer off for the noop plug-in too
+          --daemon-log-level L airlockd's --log-level (default notice; info logs worker start times)
+          --keep               keep the temporary folders (configuration, airlockd.log, state)
           --verbose            progress on standard error
         """
 
@@ -91,6 +98,10 @@ struct BenchOptions: Sendable {
                 options.workerPrefix = try value(argument).split(separator: " ").map(String.init)
             case "--no-sandbox":
                 options.noSandbox = true
+            case "--daemon-log-level":
+                options.daemonLogLevel = try value(argument)
+            case "--keep":
+                options.keepTemporary = true
             default:
                 throw UsageError("unknown argument \(argument)")
             }

@@ -3,6 +3,7 @@ import AirlockPosix
 import AirlockProtocol
 import Foundation
 import Glibc
+import Synchronization
 import Testing
 
 /// airlockd as a Linux service, without systemd: the notify protocol, socket activation,
@@ -10,7 +11,7 @@ import Testing
 @Suite("Service integration (issue 6)")
 struct ServiceTests {
     /// A datagram socket standing in for systemd's NOTIFY_SOCKET.
-    final class NotifyListener {
+    final class NotifyListener: Sendable {
         let path: String
         let fd: Int32
 
@@ -31,8 +32,14 @@ struct ServiceTests {
 
         deinit { close(fd) }
 
-        /// Collects notification datagrams until one contains `assignment` (or the time is up).
-        func waitFor(_ assignment: String, seconds: Double = 20) -> [String] {
+        /// Collects notification datagrams until one contains `assignment` (or the time is
+        /// up), on a dedicated thread so the cooperative pool is never blocked.
+        func waitFor(_ assignment: String, seconds: Double = 20) async -> [String] {
+            let fd = self.fd
+            return (try? await onDedicatedThread { Self.collect(fd: fd, until: assignment, seconds: seconds) }) ?? []
+        }
+
+        static func collect(fd: Int32, until assignment: String, seconds: Double) -> [String] {
             var seen: [String] = []
             let deadline = Date().addingTimeInterval(seconds)
             var buffer = [UInt8](repeating: 0, count: 4096)
@@ -71,14 +78,29 @@ struct ServiceTests {
             newSession: true)
     }
 
-    static func stopDaemon(_ pid: pid_t) -> WaitStatus? {
-        _ = try? ProcessControl.kill(pid, signal: SIGTERM)
-        for _ in 0..<500 {
-            if let status = (try? ProcessControl.wait(pid: pid, noHang: true)) ?? nil { return status }
-            usleep(20_000)
+    /// A daemon started by ``spawnDaemon``, reaped exactly once.
+    final class SpawnedDaemon: Sendable {
+        let pid: pid_t
+        private let status = Mutex<WaitStatus?>(nil)
+        init(pid: pid_t) { self.pid = pid }
+
+        /// SIGTERM, then SIGKILL to its process group after 10 s; waits on a dedicated thread.
+        func stop() async -> WaitStatus? {
+            if let done = status.withLock({ $0 }) { return done }
+            let pid = self.pid
+            let result = try? await onDedicatedThread { () -> WaitStatus? in
+                _ = try? ProcessControl.kill(pid, signal: SIGTERM)
+                for _ in 0..<500 {
+                    if let status = (try? ProcessControl.wait(pid: pid, noHang: true)) ?? nil { return status }
+                    usleep(20_000)
+                }
+                _ = try? ProcessControl.killProcessGroup(pid, signal: SIGKILL)
+                return (try? ProcessControl.wait(pid: pid)) ?? nil
+            }
+            let final = result ?? nil
+            status.withLock { $0 = final }
+            return final
         }
-        _ = try? ProcessControl.killProcessGroup(pid, signal: SIGKILL)
-        return (try? ProcessControl.wait(pid: pid)) ?? nil
     }
 
     static func temporaryDirectory() throws -> String {
@@ -88,12 +110,14 @@ struct ServiceTests {
         return String(cString: result)
     }
 
+    /// Connects once the daemon answers; gives up after 30 s.
     static func waitForSocket(_ path: String) async throws -> AirlockConnection {
-        for _ in 0..<500 {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline {
             if let connection = try? await AirlockConnection.connect(socketPath: path, clientName: "service-test") { return connection }
             try await Task.sleep(for: .milliseconds(20))
         }
-        throw HarnessError("no daemon answered on \(path)")
+        throw HarnessError("no daemon answered on \(path) within 30 s")
     }
 
     @Test("sd_notify: READY with STATUS, WATCHDOG at half the interval, RELOADING on SIGHUP, STOPPING on SIGTERM")
@@ -106,27 +130,33 @@ struct ServiceTests {
             directory: directory,
             arguments: ["--socket", socketPath, "--state-directory", directory + "/state", "--plugin", "echo=" + Daemon.pluginPath("echo")],
             environment: ["NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "2000000"])
-        defer { _ = Self.stopDaemon(pid) }
+        let daemon = SpawnedDaemon(pid: pid)
+        do {
 
-        let ready = notify.waitFor("READY=1")
+        let ready = await notify.waitFor("READY=1")
         let readyMessage = try #require(ready.first { $0.contains("READY=1") }, "no READY=1; got \(ready)")
         #expect(readyMessage.contains("STATUS="), "READY=1 should carry a STATUS= line: \(readyMessage)")
 
-        let pings = notify.waitFor("WATCHDOG=1", seconds: 5)
+        let pings = await notify.waitFor("WATCHDOG=1", seconds: 5)
         #expect(pings.contains { $0.contains("WATCHDOG=1") }, "no WATCHDOG=1 within 5 s of WATCHDOG_USEC=2 s: \(pings)")
 
         kill(pid, SIGHUP)
-        let reload = notify.waitFor("RELOADING=1")
+        let reload = await notify.waitFor("RELOADING=1")
         let reloading = try #require(reload.first { $0.contains("RELOADING=1") }, "no RELOADING=1 after SIGHUP: \(reload)")
         #expect(reloading.contains("MONOTONIC_USEC="), "RELOADING=1 must carry MONOTONIC_USEC: \(reloading)")
-        let after = notify.waitFor("READY=1")
+        let after = await notify.waitFor("READY=1")
         #expect(after.contains { $0.contains("READY=1") }, "READY=1 must follow a reload: \(after)")
 
         kill(pid, SIGTERM)
-        let stop = notify.waitFor("STOPPING=1")
+        let stop = await notify.waitFor("STOPPING=1")
         #expect(stop.contains { $0.contains("STOPPING=1") }, "no STOPPING=1 on SIGTERM: \(stop)")
-        let status = Self.stopDaemon(pid)
+        let status = await daemon.stop()
         #expect(status == .exited(0), "airlockd should exit 0 after SIGTERM, got \(String(describing: status))")
+        } catch {
+            _ = await daemon.stop()
+            throw error
+        }
+        _ = await daemon.stop()
     }
 
     @Test("Socket activation: a listening socket passed with LISTEN_FDS/LISTEN_PID is served")
@@ -142,15 +172,20 @@ struct ServiceTests {
             arguments: ["--socket", directory + "/unused.sock", "--state-directory", directory + "/state", "--plugin", "echo=" + Daemon.pluginPath("echo")],
             environment: ["LISTEN_FDS": "1"], setListenPID: true,
             fileDescriptors: [.init(source: listener, target: 3)])
-        defer { _ = Self.stopDaemon(pid) }
-
-        let connection = try await Self.waitForSocket(socketPath)
-        defer { connection.close() }
-        let shell = try await connection.createShell(plugin: "echo")
-        let command = try await shell.run("activated", arguments: ["ok"])
-        let output = try await command.collectOutput()
-        #expect(String(decoding: output.stdout, as: UTF8.self) == "activated ok\n")
-        #expect(access(directory + "/unused.sock", F_OK) != 0, "with an inherited socket airlockd must not bind the configured path")
+        let daemon = SpawnedDaemon(pid: pid)
+        do {
+            let connection = try await Self.waitForSocket(socketPath)
+            defer { connection.close() }
+            let shell = try await connection.createShell(plugin: "echo")
+            let command = try await shell.run("activated", arguments: ["ok"])
+            let output = try await command.collectOutput()
+            #expect(String(decoding: output.stdout, as: UTF8.self) == "activated ok\n")
+            #expect(access(directory + "/unused.sock", F_OK) != 0, "with an inherited socket airlockd must not bind the configured path")
+        } catch {
+            _ = await daemon.stop()
+            throw error
+        }
+        _ = await daemon.stop()
     }
 
     static func config(_ plugins: [(String, String, UInt32)]) -> String {

@@ -12,7 +12,7 @@ extension Supervisor {
         let op = frame.operationID
         switch frame.message {
         case .ping(let token):
-            connection.enqueue(Frame(operationID: op, flags: .final, message: .pong(token: token)))
+            queue(Frame(operationID: op, flags: .final, message: .pong(token: token)), on: connection)
             return
         case .cancel:
             cancelClientOperation(op, of: connection)
@@ -52,9 +52,9 @@ extension Supervisor {
         case .disconnect(let request): disconnectShell(request, op: op, from: connection)
         case .closeShell(let shellID): closeShellRequest(shellID, op: op, from: connection)
         case .status(let plugin):
-            connection.enqueue(Frame(operationID: op, flags: .final, message: .statusReply(json: statusJSON(plugin: plugin.isEmpty ? nil : plugin, for: connection.peer))))
+            queue(Frame(operationID: op, flags: .final, message: .statusReply(json: statusJSON(plugin: plugin.isEmpty ? nil : plugin, for: connection.peer))), on: connection)
         case .listPlugins:
-            connection.enqueue(Frame(operationID: op, flags: .final, message: .statusReply(json: pluginsJSON())))
+            queue(Frame(operationID: op, flags: .final, message: .statusReply(json: pluginsJSON())), on: connection)
         case .restartPlugin(let name): adminStopPlugin(name, restart: true, op: op, from: connection)
         case .stopPlugin(let name): adminStopPlugin(name, restart: false, op: op, from: connection)
         case .reload:
@@ -86,9 +86,9 @@ extension Supervisor {
         }
         connection.state = .ready
         connection.decoder.maxFrameSize = config.maxFrameSize
-        connection.enqueue(Frame(operationID: 0, message: .helloAck(HelloAck(
+        queue(Frame(operationID: 0, message: .helloAck(HelloAck(
             version: ProtocolLimits.version, maxFrameSize: UInt32(config.maxFrameSize), maxOperations: UInt32(maxOperationsPerConnection),
-            serverVersion: "airlockd \(Self.version)", peerUID: connection.peer.uid, peerUserName: connection.peer.userName))))
+            serverVersion: "airlockd \(Self.version)", peerUID: connection.peer.uid, peerUserName: connection.peer.userName))), on: connection)
     }
 
     // MARK: - Access
@@ -194,6 +194,8 @@ extension Supervisor {
     /// returns false when one is exceeded.
     private func admissible(_ plugin: PluginRuntime, op: UInt64, connection: ClientConnection) -> Bool {
         let quotas = plugin.config.quotas
+        // Fast path: with fewer routes than the smallest limit no quota can be reached.
+        if plugin.routes.count < min(quotas.maxConcurrentOperations, quotas.maxConcurrentOperationsPerUser) { return true }
         let active = plugin.routes.values.filter { $0.kind != .shell && $0.kind != .command || $0.deadline != 0 }
         if active.count >= quotas.maxConcurrentOperations {
             complete(connection.id, op, code: WSManError.quotaMaxOperations, message: "plug-in '\(plugin.name)' already has \(active.count) operations in flight, its MaxConcurrentOperations quota; retry later")

@@ -1,6 +1,7 @@
 import AirlockPosix
 import AirlockProtocol
 import AirlockSandbox
+import CAirlockShims
 import Glibc
 import Logging
 import SystemPackage
@@ -53,6 +54,8 @@ public final class Supervisor {
     var lastStatusLine = ""
     var lastWatchdog: UInt64 = 0
     var outputRateLimiter = OutputRateLimiter()
+    /// Connections with output queued in the current batch (flushed after it).
+    var dirtyConnections: [ClientConnection] = []
     /// The delegated cgroup v2 subtree (systemd `Delegate=yes`), when there is one: each
     /// worker then runs in `workers/<plug-in>` with memory.max and pids.max.
     var cgroup: DelegatedCgroup?
@@ -94,6 +97,9 @@ public final class Supervisor {
     /// Binds the socket (unless inherited), serves until SIGTERM or SIGINT, stops every
     /// worker and returns.
     public func run() throws {
+        // Frames of up to 512 KB are allocated and freed on the hot path; keep freed memory
+        // rather than trimming and faulting it back in on every chunk.
+        _ = airlock_set_malloc_thresholds(8 << 20, 4 << 20)
         try SignalDescriptor.block([SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGPIPE])
         let signals = try SignalDescriptor(signals: [SIGCHLD, SIGTERM, SIGINT, SIGHUP])
         self.signals = signals
@@ -254,7 +260,7 @@ public final class Supervisor {
                 let limit = connections.count >= config.maxConnections
                     ? "airlockd already serves its maximum of \(config.maxConnections) connections (MaxConnections)"
                     : "user \(name) already has \(perUser) connections, the maximum (MaxConnectionsPerUser)"
-                connection.enqueue(Frame(operationID: 0, message: .error(ErrorReport(errorCode: WSManError.quotaLimit, message: limit + "; close some and retry"))))
+                queue(Frame(operationID: 0, message: .error(ErrorReport(errorCode: WSManError.quotaLimit, message: limit + "; close some and retry"))), on: connection)
                 _ = connection.flush()
                 try? Posix.close(fd)
                 continue
@@ -322,7 +328,7 @@ public final class Supervisor {
     func closeWithError(_ connection: ClientConnection, code: UInt32, message: String) {
         guard connection.state != .closing else { return }
         logger.notice("closing client connection: \(message)", metadata: ["peer_uid": .stringConvertible(connection.peer.uid), "peer_pid": .stringConvertible(connection.peer.pid), "wsman_error": .string(WSManError.name(code))])
-        connection.enqueue(Frame(operationID: 0, message: .error(ErrorReport(errorCode: code, message: message))))
+        queue(Frame(operationID: 0, message: .error(ErrorReport(errorCode: code, message: message))), on: connection)
         connection.state = .closing
         abandonOperations(of: connection)
         if !connection.flush() || connection.pendingOutput == 0 {
@@ -389,8 +395,16 @@ public final class Supervisor {
         }
     }
 
+    /// Queues a frame on a connection; it is written at the end of the current batch.
+    func queue(_ frame: Frame, on connection: ClientConnection) {
+        if !connection.isDirty { dirtyConnections.append(connection) }
+        connection.enqueue(frame)
+    }
+
     private func flushConnections() {
-        for connection in connections.values where connection.isDirty {
+        let dirty = dirtyConnections
+        dirtyConnections.removeAll(keepingCapacity: true)
+        for connection in dirty where connection.isDirty && connections[connection.id] === connection {
             if !connection.flush() {
                 dropConnection(connection)
                 continue
@@ -402,15 +416,12 @@ public final class Supervisor {
             updateInterest(connection)
             if connection.pendingOutput < ClientConnection.lowWatermark { releaseDeferredCredits(connection) }
         }
-        for plugin in plugins.values where !plugin.pendingWrites.isEmpty && !plugin.wantsWritable {
-            flushWorkerWrites(plugin)
-        }
     }
 
     /// Sends a frame to a client connection (if it is still there).
     func send(_ frame: Frame, to connectionID: UInt64) {
         guard connectionID != 0, let connection = connections[connectionID], connection.state != .closing else { return }
-        connection.enqueue(frame)
+        queue(frame, on: connection)
     }
 
     /// Completes a client operation with an error or success, with Airlock's message.

@@ -172,6 +172,8 @@ extension Supervisor {
         let environment = [
             "SWIFT_BACKTRACE": "enable=no",
             "MALLOC_ARENA_MAX": "2",
+            // Output chunks of 64 KiB are allocated and freed constantly: keep the memory.
+            "MALLOC_TRIM_THRESHOLD_": "8388608",
             "PATH": "/usr/local/bin:/usr/bin:/bin",
             "LANG": "C.UTF-8",
             "HOME": stateDirectory,
@@ -327,7 +329,7 @@ extension Supervisor {
             route.pendingCredit &+= size
             plugin.routes[op] = route
             if route.connectionID != 0, let connection = connections[route.connectionID] {
-                connection.enqueue(Frame(operationID: route.clientOperationID, message: .receiveResult(result)))
+                queue(Frame(operationID: route.clientOperationID, message: .receiveResult(result)), on: connection)
                 if connection.pendingOutput < ClientConnection.highWatermark && route.pendingCredit >= Self.creditBatch {
                     grantCredit(plugin, operation: op)
                 }

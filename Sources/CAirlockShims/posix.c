@@ -141,3 +141,4 @@ int airlock_sigmask(int how, const sigset_t *set, sigset_t *old) {
 }
 
 int airlock_set_malloc_arena_max(int arenas) { return mallopt(M_ARENA_MAX, arenas); }
+int airlock_set_malloc_thresholds(int trim, int mmap) { return mallopt(M_TRIM_THRESHOLD, trim) && mallopt(M_MMAP_THRESHOLD, mmap); }

@@ -182,6 +182,9 @@ static const int AIRLOCK_RLIMIT_NPROC = 6;
 static const int AIRLOCK_RLIMIT_NOFILE = 7;
 /** mallopt(M_ARENA_MAX, arenas). Returns 1 on success, 0 on failure (no errno). */
 int airlock_set_malloc_arena_max(int arenas);
+/** mallopt(M_TRIM_THRESHOLD, trim) and mallopt(M_MMAP_THRESHOLD, mmap): keep freed memory
+ *  instead of returning (and re-faulting) it. Returns 1 on success, 0 on failure. */
+int airlock_set_malloc_thresholds(int trim, int mmap);
 
 /** The highest Landlock ABI version the kernel supports, or -1 with errno (ENOSYS, EOPNOTSUPP). */
 int airlock_landlock_abi_version(void);

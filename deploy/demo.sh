@@ -9,6 +9,7 @@ echo "== building ($config)"
 swift build -c "$config" 2>&1 | tail -n 1
 bin=$(swift build -c "$config" --show-bin-path)
 demo=$(mktemp -d /tmp/airlock-demo.XXXXXX)
+chmod 0711 "$demo"   # workers run as another user (nobody) and must reach their state folder
 export AIRLOCK_SOCKET="$demo/airlockd.sock"
 cleanup() {
     [ -n "${daemon:-}" ] && kill -TERM "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null || true

@@ -72,9 +72,9 @@ struct FaultContainmentTests {
             let connection = try await daemon.connect()
             defer { connection.close() }
             let shell = try await connection.createShell(plugin: "hostile")
-            // WSManPluginCommand returns at once; its thread crashes a second later, while
+            // WSManPluginCommand returns at once; its thread crashes two seconds later, while
             // the Receive waits for output.
-            let command = try await shell.run("segv-later", arguments: ["1000"])
+            let command = try await shell.run("segv-later", arguments: ["2000"])
             let error = await airlockError("the Receive") { _ = try await command.collectOutput() }
             expectError(error, code: Self.pluginFailed, mentions: ["plug-in 'hostile'", "SIGSEGV", "WSManPluginReceive"])
             #expect(error?.message.contains("WSManPluginCommand") == false, "the Command had completed: \(error?.message ?? "")")
@@ -251,7 +251,7 @@ struct FaultContainmentTests {
     @Test("deadlines: per request, per plug-in and airlockctl --timeout; GetOperationParameters reports them")
     func operationDeadlines() async throws {
         var configuration = FaultConfiguration()
-        configuration.hostile["OperationTimeoutMs"] = 1500
+        configuration.hostile["OperationTimeoutMs"] = 2500
         configuration.echo["OperationTimeoutMs"] = 45000
         try await Daemon.withHostile(configuration) { daemon in
             // The plug-in's OperationTimeoutMs.
@@ -328,6 +328,34 @@ struct FaultContainmentTests {
         }
     }
 
+    @Test("the heartbeat recycles a worker that stops answering (every process of it stopped)")
+    func unresponsiveWorker() async throws {
+        var configuration = FaultConfiguration()
+        configuration.topLevel["ShutdownTimeoutMs"] = 2000
+        try await Daemon.withHostile(configuration) { daemon in
+            let connection = try await daemon.connect()
+            defer { connection.close() }
+            let shell = try await connection.createShell(plugin: "hostile")
+            let waiting = try await shell.run("wait")
+            let receive = Task { try await waiting.collectOutput() }
+            let before = try await daemon.waitForWorker("hostile", "has the Receive in flight") { $0.operationsInFlight >= 1 }
+            let workerPID = try #require(before.pid)
+
+            // The worker leads its own process group: stop all of it.
+            #expect(kill(-workerPID, SIGSTOP) == 0)
+            defer { _ = kill(-workerPID, SIGKILL) }
+            #expect(try await daemon.runOnce("echo", "meanwhile").stdoutText == "meanwhile\n")
+
+            let error = await airlockError("the Receive of the stopped worker") { _ = try await receive.value }
+            expectError(error, code: Self.pluginFailed, mentions: ["plug-in 'hostile'", "heartbeat", "WSManPluginReceive"])
+
+            try await daemon.expectSupervisorUp()
+            try await daemon.expectEchoServes()
+            try await daemon.expectHostileServes()
+            #expect(try await daemon.faultStatus().worker("hostile").pid != workerPID)
+        }
+    }
+
     // MARK: - Shutdown
 
     @Test("airlockctl stop kills a worker whose WSManPluginShutdown hangs, after the grace period")
@@ -391,11 +419,12 @@ struct FaultContainmentTests {
     func idleTimeout() async throws {
         var configuration = FaultConfiguration()
         configuration.hostile["InitializationParameters"] = "record-shutdown"
-        configuration.hostile["ProcessIdleTimeoutSec"] = 1
+        configuration.hostile["ProcessIdleTimeoutSec"] = 2
         try await Daemon.withHostile(configuration) { daemon in
             _ = try await daemon.runOnce("hostile", "echo up")
             let workerPID = try #require(try await daemon.faultStatus().worker("hostile").pid)
-            let processes = [try #require(ProcessEntry.read(workerPID))] + ProcessEntry.descendants(of: workerPID)
+            // (On a busy machine the worker may already be gone by now.)
+            let processes = ProcessEntry.read(workerPID).map { [$0] + ProcessEntry.descendants(of: workerPID) } ?? []
             try await daemon.waitForWorker("hostile", "is shut down for idleness") { $0.state == "idle" && $0.pid == nil }
             let survivors = await ProcessEntry.survivors(of: processes)
             #expect(survivors.isEmpty, "still running: \(survivors)")
@@ -408,11 +437,14 @@ struct FaultContainmentTests {
         }
     }
 
-    @Test("stopping airlockd ends within ShutdownTimeoutMs and leaves no worker and no plug-in grandchild")
-    func supervisorStop() async throws {
+    @Test(
+        "stopping airlockd ends within ShutdownTimeoutMs and leaves no worker and no plug-in grandchild",
+        arguments: [true, false])
+    func supervisorStop(pidNamespace: Bool) async throws {
         var configuration = FaultConfiguration()
         configuration.hostile["InitializationParameters"] = "hang-shutdown"
         configuration.hostile["CancelGraceMs"] = 500
+        configuration.hostile["Sandbox"] = ["PidNamespace": pidNamespace]
         configuration.topLevel["ShutdownTimeoutMs"] = 3000
         let daemon = try await Daemon.start(plugins: [:], config: configuration.json)
         var processes: [ProcessEntry] = []
@@ -441,7 +473,11 @@ struct FaultContainmentTests {
         // Daemon.stop() sends SIGTERM and resorts to SIGKILL only after 10 s.
         #expect(status == .exited(0), "airlockd ended \(status); its log:\n\(logs)")
         let survivors = await ProcessEntry.survivors(of: processes)
-        #expect(survivors.isEmpty, "left behind: \(survivors)")
+        withKnownIssue("without a PID namespace (and no cgroup), a grandchild that left the worker's session with setsid survives") {
+            #expect(survivors.isEmpty, "left behind: \(survivors)")
+        } when: {
+            !pidNamespace
+        }
         for survivor in survivors { _ = kill(survivor.pid, SIGKILL) }
     }
 
@@ -657,7 +693,7 @@ struct FaultContainmentTests {
             let fds = try daemon.openDescriptors
             let rss = try daemon.residentBytes
             #expect(fds <= baselineFDs + 2, "airlockd had \(baselineFDs) descriptors open, now \(fds)")
-            #expect(rss <= baselineRSS + 24 << 20, "airlockd grew from \(baselineRSS >> 10) KiB to \(rss >> 10) KiB")
+            #expect(rss <= baselineRSS + 8 << 20, "airlockd grew from \(baselineRSS >> 10) KiB to \(rss >> 10) KiB")
 
             try await daemon.expectSupervisorUp()
             try await daemon.expectEchoServes()

@@ -172,8 +172,26 @@ extension Supervisor {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         if let (uid, gid) = try workerIdentity(plugin) {
             _ = directory.withCString { chown($0, uid, gid) }
+            try checkTraversable(Self.realPath(directory), uid: uid, gid: gid, plugin: plugin)
         }
         return Self.realPath(directory)
+    }
+
+    /// Fails with a clear message when a folder above the state folder cannot be entered by
+    /// the worker's user (a common mistake: a 0700 parent owned by root).
+    func checkTraversable(_ path: String, uid: UInt32, gid: UInt32, plugin: PluginRuntime) throws {
+        var prefix = ""
+        for component in path.split(separator: "/").dropLast() {
+            prefix += "/" + component
+            var info = stat()
+            guard stat(prefix, &info) == 0 else { continue }
+            let mode = info.st_mode
+            let reachable = info.st_uid == uid ? mode & 0o100 != 0 : info.st_gid == gid ? mode & 0o010 != 0 : mode & 0o001 != 0
+            if !reachable {
+                let user = UserDatabase.userName(uid: uid) ?? "uid \(uid)"
+                throw ConfigurationError("plug-in '\(plugin.name)': its worker runs as \(user) and cannot reach its state folder \(path): \(prefix) has mode \(String(mode & 0o7777, radix: 8)); let others enter it (chmod o+x \(prefix)) or choose another StateDirectory")
+            }
+        }
     }
 
     /// The uid and gid the worker runs as: RunAsUser when set; `nobody` when airlockd

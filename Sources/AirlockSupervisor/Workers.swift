@@ -140,7 +140,8 @@ extension Supervisor {
         do {
             try spawnWorker(plugin)
         } catch {
-            let message = "plug-in '\(plugin.name)': cannot start its worker \(config.workerExecutable): \(error)"
+            let message = error is ConfigurationError
+                ? "\(error)" : "plug-in '\(plugin.name)': cannot start its worker \(config.workerExecutable): \(error)"
             plugin.recordFailure(message)
             logger.error("\(message)", metadata: log(plugin))
             failQueued(plugin, code: WSManError.pluginFailed, message: message)

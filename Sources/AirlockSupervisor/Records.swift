@@ -158,6 +158,8 @@ final class PluginRuntime {
     /// Why the current process is going away, when we decided it.
     var stopReason: String?
     var fatalMessage: String?
+    /// The last line the worker wrote on stderr (quoted when it exits with an error).
+    var lastErrorLine: String?
     /// Set when the channel closed before the process was reaped.
     var channelClosedReason: String?
     /// The worker's cgroup, when the supervisor has a delegated one.

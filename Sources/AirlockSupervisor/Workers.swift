@@ -532,6 +532,7 @@ extension Supervisor {
         let now = SystemClock.monotonicNanoseconds()
         if !outputRateLimiter.allow(plugin.name, now: now) { return }
         let text = String(decoding: bytes.prefix(4096), as: UTF8.self)
+        if stream == "stderr" && !text.isEmpty { plugin.lastErrorLine = String(text.prefix(300)) }
         var metadata = log(plugin)
         metadata["stream"] = .string(stream)
         if let suppressed = outputRateLimiter.takeSuppressed(plugin.name), suppressed > 0 {
@@ -643,7 +644,10 @@ extension Supervisor {
         let clean: Bool = if case .exited(0) = status { true } else { false }
         // Entry points whose operation was in flight (a Shell or Command counts only while
         // it is being created; afterwards it stays outstanding for its whole life).
-        let inProgress = Set(plugin.routes.values.filter { ($0.kind != .shell && $0.kind != .command) || $0.deadline != 0 }.map(\.kind.entryPoint))
+        var inProgress = Set(plugin.routes.values.filter { ($0.kind != .shell && $0.kind != .command) || $0.deadline != 0 }.map(\.kind.entryPoint))
+        // Before W_READY the worker was loading the library or in WSManPluginStartup.
+        let diedStarting = plugin.state == .starting
+        if diedStarting { inProgress = ["WSManPluginStartup"] }
         if case .signaled(SIGKILL, _) = status, plugin.stopReason == nil, let why = plugin.channelClosedReason {
             plugin.stopReason = why
         }
@@ -653,6 +657,10 @@ extension Supervisor {
         if let reason = plugin.stopReason, !intentional || !clean { cause += " because \(reason)" }
         _ = clean
         if !inProgress.isEmpty { cause += " while \(inProgress.sorted().joined(separator: ", ")) was in progress" }
+        if plugin.fatalMessage == nil, case .exited(let code) = status, code != 0, let last = plugin.lastErrorLine {
+            cause += "; its last words: \(last)"
+        }
+        plugin.lastErrorLine = nil
         let crashed = !intentional
         plugin.lastExit = "\(status)" + (plugin.fatalMessage.map { " (\($0))" } ?? "")
         if crashed {
@@ -683,7 +691,12 @@ extension Supervisor {
                     complete(route.connectionID, route.clientOperationID, code: code, message: what)
                 }
             default:
-                complete(route.connectionID, route.clientOperationID, code: code, message: what)
+                if route.timedOut {
+                    complete(route.connectionID, route.clientOperationID, code: WSManError.operationTimedOut,
+                             message: "\(route.kind.entryPoint) of plug-in '\(plugin.name)' did not finish within its deadline; it was cancelled and then " + what)
+                } else {
+                    complete(route.connectionID, route.clientOperationID, code: code, message: what)
+                }
             }
         }
         for shellID in plugin.shells {

@@ -29,7 +29,7 @@ final class WorkerChannel: Sendable {
             if error.errno == .brokenPipe || error.errno == .connectionReset || error.errno == .socketNotConnected {
                 _exit(0)
             }
-            WorkerLog.write("cannot send \(frame.message.type.wireName) (\(bytes.count) bytes): \(error)")
+            WorkerLog.write("cannot send \(frame.message.type.wireName) (\(bytes.count) bytes) on the supervisor channel (fd 3): \(error)")
             _exit(70)
         }
     }

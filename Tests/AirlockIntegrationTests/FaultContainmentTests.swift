@@ -98,9 +98,7 @@ struct FaultContainmentTests {
             // next heartbeat) and exits.
             let error = await airlockError("run close-channel") { _ = try await shell.run("close-channel") }
             expectError(error, code: Self.pluginFailed, mentions: ["plug-in 'hostile'", "WSManPluginCommand"])
-            withKnownIssue("the message says only 'exited with code 70'; it should say the worker's channel was closed") {
-                #expect(error?.message.contains("channel") == true, "\(String(describing: error))")
-            }
+            #expect(error?.message.contains("channel") == true, "\(String(describing: error))")
 
             try await daemon.expectSupervisorUp()
             try await daemon.expectEchoServes()
@@ -119,9 +117,7 @@ struct FaultContainmentTests {
             defer { connection.close() }
             let error = await airlockError("create a shell") { _ = try await connection.createShell(plugin: "hostile") }
             expectError(error, code: Self.pluginFailed, mentions: ["plug-in 'hostile'", "SIGSEGV"])
-            withKnownIssue("a worker that dies before W_READY is reported as dying in WSManPluginShell, not WSManPluginStartup") {
-                #expect(error?.message.contains("WSManPluginStartup") == true, "\(String(describing: error))")
-            }
+            #expect(error?.message.contains("WSManPluginStartup") == true, "\(String(describing: error))")
 
             try await daemon.expectSupervisorUp()
             try await daemon.expectEchoServes()

@@ -42,6 +42,13 @@ final class PluginHost: @unchecked Sendable {
     private var operationsByRequest: [UInt: Operation] = [:]
     /// Operations not yet completed, by the supervisor's id.
     private var operationsByID: [UInt64: Operation] = [:]
+    /// Cancels that arrived before their operation was registered: several threads read
+    /// the channel, so a W_CANCEL can overtake the request it targets. Applied when the
+    /// operation registers. Bounded: the oldest are dropped beyond 4096.
+    private var earlyCancels: Set<UInt64> = []
+    /// Ids of recently finished operations, so a late cancel is not taken for an early one.
+    private var recentlyFinished: Set<UInt64> = []
+    private var recentlyFinishedOrder: [UInt64] = []
     /// Shells not yet released.
     private var shells: [UInt64: ShellRecord] = [:]
     /// The reported contexts of those shells.
@@ -221,6 +228,10 @@ final class PluginHost: @unchecked Sendable {
         case .workerCancel:
             lock.lock()
             let operation = operationsByID[frame.operationID]
+            if operation == nil && !recentlyFinished.contains(frame.operationID) {
+                earlyCancels.insert(frame.operationID)
+                if earlyCancels.count > 4096, let oldest = earlyCancels.min() { earlyCancels.remove(oldest) }
+            }
             lock.unlock()
             if let operation { cancel(operation) }
         case .workerShutdown(let request):
@@ -319,8 +330,12 @@ final class PluginHost: @unchecked Sendable {
         operationsByRequest[operation.address] = operation
         let shellContext = shell.context
         let commandContext = command?.context
+        let cancelledEarly = earlyCancels.remove(operationID) != nil
         lock.unlock()
 
+        // A cancel that overtook this request: the plug-in sees it at once
+        // (shutdownNotification set; a callback it registers runs immediately).
+        if cancelledEarly { cancel(operation) }
         callEntryPoint(operation, shellContext: shellContext, commandContext: commandContext)
 
         lock.lock()
@@ -355,11 +370,21 @@ final class PluginHost: @unchecked Sendable {
         }
     }
 
+    /// Remembers that an operation finished (the lock is held).
+    private func noteFinished(_ id: UInt64) {
+        recentlyFinished.insert(id)
+        recentlyFinishedOrder.append(id)
+        if recentlyFinishedOrder.count > 4096 {
+            recentlyFinished.remove(recentlyFinishedOrder.removeFirst())
+        }
+    }
+
     /// Completes an operation whose optional entry point the plug-in does not export.
     private func completeUnsupported(_ operation: Operation) {
         lock.lock()
         operation.completed = true
         operationsByID[operation.id] = nil
+        noteFinished(operation.id)
         lock.unlock()
         reject(operation.id, WSManError.invalidParameter, "plug-in \(pluginName) does not export \(operation.kind.entryPointName)")
         lock.lock()
@@ -784,6 +809,7 @@ final class PluginHost: @unchecked Sendable {
         }
         operation.completed = true
         operationsByID[operation.id] = nil
+        noteFinished(operation.id)
         switch operation.kind {
         case .shell: operation.shell.completed = true
         case .command: operation.command?.completed = true

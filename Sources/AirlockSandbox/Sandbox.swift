@@ -284,6 +284,8 @@ struct Confinement {
             _ = Glibc.close(channelFD)
             airlock_mirror_child_exit(host)
         }
+        // Only the outer process may hold the pipe the namespace init watches.
+        airlock_close_namespace_init_pipe()
         try ProcessControl.setParentDeathSignal(SIGKILL)
         // The outer process is outside the namespace (getppid() == 0); if it already died we
         // were re-parented to the namespace's PID 1.

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <linux/audit.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
@@ -63,9 +64,18 @@ int airlock_lower_rlimit(int resource, uint64_t value) {
 
 /* The PID 1 of a worker's PID namespace: holds nothing, reaps orphans, and dies with its
    parent (the outer worker process), which takes the whole namespace down with it. */
-static void run_namespace_init(void) {
+/* The write end of a pipe only the outer worker process holds: when it is gone, for
+   whatever reason and however early, the namespace init sees POLLHUP and ends (which ends
+   everything in the namespace). PR_SET_PDEATHSIG alone misses a parent that died before
+   the child got to set it. */
+static int init_pipe_write = -1;
+
+static void run_namespace_init(int parent_alive) {
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-    syscall(SYS_close_range, 0U, ~0U, 0);
+    if (parent_alive > 0) {
+        syscall(SYS_close_range, 0U, (unsigned)parent_alive - 1U, 0);
+    }
+    syscall(SYS_close_range, (unsigned)parent_alive + 1U, ~0U, 0);
     sigset_t children, empty;
     sigemptyset(&children);
     sigaddset(&children, SIGCHLD);
@@ -73,22 +83,46 @@ static void run_namespace_init(void) {
     sigprocmask(SIG_BLOCK, &children, NULL);
     for (;;) {
         while (waitpid(-1, NULL, WNOHANG) > 0) {}
-        sigsuspend(&empty);
+        struct pollfd watch = { .fd = parent_alive, .events = POLLIN, .revents = 0 };
+        /* Wakes on SIGCHLD (reap) or when the outer process is gone (POLLHUP). */
+        int ready = ppoll(&watch, 1, NULL, &empty);
+        if (ready > 0 && (watch.revents & (POLLHUP | POLLERR | POLLNVAL))) _exit(0);
     }
 }
 
 static void ignore_signal(int signal_number) { (void)signal_number; }
 
 pid_t airlock_fork_namespace_init(void) {
+    int pipe_fds[2];
+    if (pipe2(pipe_fds, O_CLOEXEC) == -1) return -1;
     pid_t pid = fork();
-    if (pid != 0) return pid;
-    /* PID 1 gets no signal without a handler: a no-op one lets SIGCHLD end sigsuspend. */
+    if (pid == -1) {
+        int saved = errno;
+        close(pipe_fds[0]);
+        close(pipe_fds[1]);
+        errno = saved;
+        return -1;
+    }
+    if (pid != 0) {
+        close(pipe_fds[0]);
+        init_pipe_write = pipe_fds[1];
+        return pid;
+    }
+    close(pipe_fds[1]);
+    /* PID 1 gets no signal without a handler: a no-op one lets SIGCHLD end ppoll. */
     struct sigaction action;
     memset(&action, 0, sizeof action);
     action.sa_handler = ignore_signal;
     sigaction(SIGCHLD, &action, NULL);
-    run_namespace_init();
+    run_namespace_init(pipe_fds[0]);
     _exit(0);
+}
+
+void airlock_close_namespace_init_pipe(void) {
+    if (init_pipe_write >= 0) {
+        close(init_pipe_write);
+        init_pipe_write = -1;
+    }
 }
 
 void airlock_mirror_child_exit(pid_t child) {

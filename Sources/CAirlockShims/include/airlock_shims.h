@@ -156,6 +156,9 @@ pid_t airlock_fork(void);
  * caller; never returns in the child.
  */
 pid_t airlock_fork_namespace_init(void);
+/** In the host process forked after airlock_fork_namespace_init: close the inherited end
+ *  of the pipe that tells the namespace init its outer process is gone. */
+void airlock_close_namespace_init_pipe(void);
 /**
  * Waits for `child` (forwarding SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 to it)
  * and then ends the calling process the same way: the same exit code, or the same signal

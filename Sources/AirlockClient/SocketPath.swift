@@ -1,3 +1,4 @@
+import AirlockProtocol
 import Glibc
 
 /// The socket a client connects to when none is given.
@@ -22,18 +23,14 @@ public func defaultSocketPath() -> String {
 /// root, otherwise `$XDG_RUNTIME_DIR/airlock/airlockd.sock`, or
 /// `/tmp/airlock-$UID/airlockd.sock` when `XDG_RUNTIME_DIR` is unset or empty.
 ///
-/// This is the rule alone, without the `AIRLOCK_SOCKET` override; the supervisor uses it
-/// for its own default.
+/// This is the rule alone (``DefaultSocketPath`` in AirlockProtocol, which the supervisor
+/// uses too), without the `AIRLOCK_SOCKET` override.
 public func standardSocketPath(userID: UInt32, runtimeDirectory: String?) -> String {
-    if userID == 0 { return systemSocketPath }
-    if let runtimeDirectory, !runtimeDirectory.isEmpty {
-        return runtimeDirectory + "/airlock/airlockd.sock"
-    }
-    return "/tmp/airlock-\(userID)/airlockd.sock"
+    DefaultSocketPath.forUser(userID, runtimeDirectory: runtimeDirectory)
 }
 
 /// The system daemon's socket.
-let systemSocketPath = "/run/airlock/airlockd.sock"
+let systemSocketPath = DefaultSocketPath.system
 
 func environmentValue(_ name: String) -> String? {
     guard let value = getenv(name) else { return nil }

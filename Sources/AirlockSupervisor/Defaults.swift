@@ -1,3 +1,4 @@
+import AirlockProtocol
 import Foundation
 
 /// Built-in defaults: socket and state paths, the worker executable, and the demo
@@ -6,12 +7,9 @@ public enum SupervisorDefaults {
     /// PROTOCOL.md §1: `/run/airlock/airlockd.sock` for root, otherwise
     /// `$XDG_RUNTIME_DIR/airlock/airlockd.sock`, or `/tmp/airlock-$UID/airlockd.sock`.
     public static func socketPath() -> String {
-        if let override = ProcessInfo.processInfo.environment["AIRLOCK_SOCKET"], !override.isEmpty { return override }
-        if getuid() == 0 { return "/run/airlock/airlockd.sock" }
-        if let runtime = ProcessInfo.processInfo.environment["XDG_RUNTIME_DIR"], !runtime.isEmpty {
-            return runtime + "/airlock/airlockd.sock"
-        }
-        return "/tmp/airlock-\(getuid())/airlockd.sock"
+        let environment = ProcessInfo.processInfo.environment
+        if let override = environment["AIRLOCK_SOCKET"], !override.isEmpty { return override }
+        return DefaultSocketPath.forUser(getuid(), runtimeDirectory: environment["XDG_RUNTIME_DIR"])
     }
 
     /// `/var/lib/airlock` for root, `$XDG_STATE_HOME/airlock` (or `~/.local/state/airlock`) otherwise.

@@ -15,6 +15,8 @@
 //   AirlockLogging     swift-log handlers: journald (structured fields) or stderr; rate limiting
 //   AirlockClient      the async/await client library applications embed
 //   AirlockControl     the logic behind the `airlockctl` command line
+//   CAirlockPAM        PAM (conversation, authenticate, account) and crypt(3) in C, for AirlockGatewayAuth
+//   AirlockGatewayAuth the gateway's HTTP Basic credential checks: password file, PAM, cache
 //   airlockd, airlock-worker, airlockctl: thin executables
 //   Sources/Plugins/*  example plug-ins in C (echo, shell, noop); Tests/Plugins/* hostile ones
 import PackageDescription
@@ -61,6 +63,13 @@ let package = Package(
             pkgConfig: "libsystemd",
             providers: [.apt(["libsystemd-dev"])]
         ),
+        // libpam (libpam0g-dev) and libcrypt (libcrypt-dev), for the gateway's Basic authentication.
+        .target(
+            name: "CAirlockPAM",
+            path: "Sources/CAirlockPAM",
+            cSettings: [.define("_GNU_SOURCE")],
+            linkerSettings: [.linkedLibrary("pam"), .linkedLibrary("crypt")]
+        ),
 
         // MARK: Libraries
         .target(name: "AirlockSystemd", dependencies: ["CSystemd"], swiftSettings: swiftSettings),
@@ -70,6 +79,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(name: "AirlockProtocol", swiftSettings: swiftSettings),
+        .target(name: "AirlockGatewayAuth", dependencies: ["CAirlockPAM"], swiftSettings: swiftSettings),
         .target(
             name: "AirlockPosix",
             dependencies: [
@@ -184,6 +194,12 @@ let package = Package(
         .testTarget(
             name: "AirlockProtocolTests",
             dependencies: ["AirlockProtocol"],
+            swiftSettings: swiftSettings
+        ),
+        // Real PAM (pam_unix against a temporary system user) and real crypt(3); runs as root.
+        .testTarget(
+            name: "AirlockGatewayAuthTests",
+            dependencies: ["AirlockGatewayAuth"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

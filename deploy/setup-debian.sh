@@ -2,7 +2,7 @@
 # Installs what building and testing Airlock needs on Debian 12 (Swift itself is assumed).
 # Safe to run repeatedly; retries apt, which sometimes fails once when another apt runs.
 set -euo pipefail
-packages=(libsystemd-dev pkg-config systemd)
+packages=(libsystemd-dev libpam0g-dev pkg-config systemd)
 if [ "${AIRLOCK_SETUP_TESTS:-1}" = 1 ]; then
     # The systemd integration test boots a real systemd in a container.
     packages+=(systemd-container debootstrap)

@@ -29,16 +29,18 @@ fi
 mkdir -p "$work/units" "$work/bin"
 printf '#!/bin/sh\nexit 0\n' >"$work/bin/airlockd"
 chmod 755 "$work/bin/airlockd"
+cp "$work/bin/airlockd" "$work/bin/airlock-wsman"
+sed "s|^ExecStart=/usr/bin/airlock-wsman |ExecStart=$work/bin/airlock-wsman |" "$deploy/airlock-wsman.service" >"$work/units/airlock-wsman.service"
 cp "$deploy/airlockd.socket" "$work/units/"
 sed "s|^ExecStart=/usr/bin/airlockd |ExecStart=$work/bin/airlockd |" "$deploy/airlockd.service" >"$work/units/airlockd.service"
 if ! grep -q "^ExecStart=$work/bin/airlockd " "$work/units/airlockd.service"; then
     fail "verify: ExecStart=/usr/bin/airlockd not found in airlockd.service"
 else
     # verify prints nothing for a clean unit; any line is a finding (unknown setting, bad value...).
-    output=$(cd "$work/units" && SYSTEMD_LOG_COLOR=0 systemd-analyze verify "$work/units/airlockd.socket" "$work/units/airlockd.service" 2>&1)
+    output=$(cd "$work/units" && SYSTEMD_LOG_COLOR=0 systemd-analyze verify "$work/units/airlockd.socket" "$work/units/airlockd.service" "$work/units/airlock-wsman.service" 2>&1)
     status=$?
     if [ $status -eq 0 ] && [ -z "$output" ]; then
-        pass "systemd-analyze verify airlockd.socket airlockd.service"
+        pass "systemd-analyze verify airlockd.socket airlockd.service airlock-wsman.service"
     else
         fail "systemd-analyze verify (exit $status)" "$output"
     fi

@@ -40,9 +40,14 @@ public final class AirlockConnection: Sendable {
     /// The socket this connection was made to.
     public var socketPath: String { core.socketPath }
 
-    private init(core: ConnectionCore, server: ServerInfo) {
+    /// The identity this connection acts for when a gateway asserted one; nil when the
+    /// connection acts for its own process's user.
+    public let assertedIdentity: AssertedIdentity?
+
+    private init(core: ConnectionCore, server: ServerInfo, assertedIdentity: AssertedIdentity?) {
         self.core = core
         self.server = server
+        self.assertedIdentity = assertedIdentity
     }
 
     deinit {
@@ -54,10 +59,17 @@ public final class AirlockConnection: Sendable {
     /// - Parameters:
     ///   - socketPath: the server's socket; by default ``defaultSocketPath()``.
     ///   - clientName: the name the server logs for this client.
+    ///   - assertedIdentity: for gateways: the user this connection acts for
+    ///     (`ASSERT_IDENTITY`). `airlockd` accepts it only when this process's user is
+    ///     listed in its `TrustedGateways`.
     /// - Throws: ``AirlockError`` of kind ``AirlockError/Kind/unreachable`` when nothing
     ///   accepts connections at `socketPath`, or ``AirlockError/Kind/protocolViolation``
-    ///   when the server refuses the handshake or does not answer it within 10 seconds.
-    public static func connect(socketPath: String = defaultSocketPath(), clientName: String = "AirlockClient") async throws(AirlockError) -> AirlockConnection {
+    ///   when the server refuses the handshake or does not answer it within 10 seconds;
+    ///   of kind ``AirlockError/Kind/operationFailed`` with code 5 (`ERROR_ACCESS_DENIED`)
+    ///   when `airlockd` refuses the asserted identity.
+    public static func connect(
+        socketPath: String = defaultSocketPath(), clientName: String = "AirlockClient", assertedIdentity: AssertedIdentity? = nil
+    ) async throws(AirlockError) -> AirlockConnection {
         let fd: FileDescriptor
         do {
             fd = try UnixSocket.connect(path: socketPath)
@@ -78,9 +90,18 @@ public final class AirlockConnection: Sendable {
         }
         switch answer {
         case .success(let ack):
-            return AirlockConnection(core: core, server: ServerInfo(
+            let connection = AirlockConnection(core: core, server: ServerInfo(
                 protocolVersion: ack.version, maxFrameSize: Int(ack.maxFrameSize), maxOperations: Int(ack.maxOperations),
-                serverVersion: ack.serverVersion, peerUserID: ack.peerUID, peerUserName: ack.peerUserName))
+                serverVersion: ack.serverVersion, peerUserID: ack.peerUID, peerUserName: ack.peerUserName), assertedIdentity: assertedIdentity)
+            if let assertedIdentity {
+                do {
+                    _ = try await connection.completion(.assertIdentity(assertedIdentity.message))
+                } catch {
+                    core.close(reason: error)
+                    throw error
+                }
+            }
+            return connection
         case .failure(let error):
             core.close(reason: error)
             throw error

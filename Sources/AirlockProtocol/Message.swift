@@ -15,6 +15,7 @@ public enum MessageType: UInt16, Sendable, CaseIterable {
     case disconnect = 0x0107
     case closeShell = 0x0108
     case cancel = 0x0109
+    case assertIdentity = 0x010A
 
     case status = 0x0181
     case listPlugins = 0x0182
@@ -66,6 +67,7 @@ public enum MessageType: UInt16, Sendable, CaseIterable {
         case .disconnect: "DISCONNECT"
         case .closeShell: "CLOSE_SHELL"
         case .cancel: "CANCEL"
+        case .assertIdentity: "ASSERT_IDENTITY"
         case .status: "STATUS"
         case .listPlugins: "LIST_PLUGINS"
         case .restartPlugin: "RESTART_PLUGIN"
@@ -117,6 +119,7 @@ public enum Message: Sendable, Equatable {
     case disconnect(DisconnectRequest)
     case closeShell(shellID: UInt64)
     case cancel
+    case assertIdentity(AssertIdentity)
 
     case status(plugin: String)
     case listPlugins
@@ -168,6 +171,7 @@ public enum Message: Sendable, Equatable {
         case .disconnect: .disconnect
         case .closeShell: .closeShell
         case .cancel: .cancel
+        case .assertIdentity: .assertIdentity
         case .status: .status
         case .listPlugins: .listPlugins
         case .restartPlugin: .restartPlugin
@@ -232,6 +236,8 @@ public enum Message: Sendable, Equatable {
             w.u64(m.shellID); w.u32(m.idleTimeoutMs)
         case .closeShell(let shellID):
             w.u64(shellID)
+        case .assertIdentity(let m):
+            w.str(m.userName); w.str(m.authenticationMechanism); w.str(m.httpURL); w.u32(m.flags)
         case .cancel, .listPlugins, .reload, .workerCancel, .workerContext:
             break
         case .status(let plugin), .restartPlugin(let plugin), .stopPlugin(let plugin):
@@ -333,6 +339,10 @@ public enum Message: Sendable, Equatable {
             message = .disconnect(DisconnectRequest(shellID: try r.u64("shellId"), idleTimeoutMs: try r.u32("idleTimeoutMs")))
         case .closeShell: message = .closeShell(shellID: try r.u64("shellId"))
         case .cancel: message = .cancel
+        case .assertIdentity:
+            message = .assertIdentity(AssertIdentity(
+                userName: try r.str("userName"), authenticationMechanism: try r.str("authenticationMechanism"),
+                httpURL: try r.str("httpUrl"), flags: try r.u32("flags")))
         case .status: message = .status(plugin: try r.str("plugin"))
         case .listPlugins: message = .listPlugins
         case .restartPlugin: message = .restartPlugin(plugin: try r.str("plugin"))

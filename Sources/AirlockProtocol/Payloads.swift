@@ -111,6 +111,31 @@ public struct Hello: Sendable, Equatable {
     }
 }
 
+/// `ASSERT_IDENTITY`: a trusted gateway says on whose behalf the rest of the connection
+/// acts (PROTOCOL.md §5.2). Accepted only from peers listed in airlockd's `TrustedGateways`.
+public struct AssertIdentity: Sendable, Equatable {
+    /// `flags` bit 0: the user is an account of the system's user database (checked by PAM,
+    /// for example); without it, a user known only to the gateway (a password file).
+    public static let systemAccount: UInt32 = 1
+    /// Every defined flag bit.
+    public static let knownFlags: UInt32 = systemAccount
+
+    /// The authenticated user's name (`WSMAN_SENDER_DETAILS.senderName`).
+    public var userName: String
+    /// How the gateway authenticated the user, e.g. `Basic`.
+    public var authenticationMechanism: String
+    /// The URL the user's client addressed (`WSMAN_SENDER_DETAILS.httpURL`); may be empty.
+    public var httpURL: String
+    /// ``systemAccount`` or 0.
+    public var flags: UInt32
+    public init(userName: String, authenticationMechanism: String, httpURL: String, flags: UInt32) {
+        self.userName = userName
+        self.authenticationMechanism = authenticationMechanism
+        self.httpURL = httpURL
+        self.flags = flags
+    }
+}
+
 public struct HelloAck: Sendable, Equatable {
     public var version: UInt16
     public var maxFrameSize: UInt32
@@ -375,7 +400,10 @@ public struct RequestContext: Sendable, Equatable {
     public var locale: String
     public var dataLocale: String
     public var timeoutMs: UInt32
-    public init(senderName: String, authenticationMechanism: String, resourceURI: String, locale: String = "en-US", dataLocale: String = "en-US", timeoutMs: UInt32) {
+    /// The URL the client addressed, when a gateway asserted one; else empty.
+    public var httpURL: String
+    public init(senderName: String, authenticationMechanism: String, resourceURI: String, locale: String = "en-US", dataLocale: String = "en-US", timeoutMs: UInt32, httpURL: String = "") {
+        self.httpURL = httpURL
         self.senderName = senderName
         self.authenticationMechanism = authenticationMechanism
         self.resourceURI = resourceURI
@@ -386,7 +414,7 @@ public struct RequestContext: Sendable, Equatable {
 
     func encode(to w: inout ByteWriter) {
         w.str(senderName); w.str(authenticationMechanism); w.str(resourceURI)
-        w.str(locale); w.str(dataLocale); w.u32(timeoutMs)
+        w.str(locale); w.str(dataLocale); w.u32(timeoutMs); w.str(httpURL)
     }
 
     init(from r: inout ByteReader) throws(ProtocolError) {
@@ -396,6 +424,7 @@ public struct RequestContext: Sendable, Equatable {
         locale = try r.str("context.locale")
         dataLocale = try r.str("context.dataLocale")
         timeoutMs = try r.u32("context.timeoutMs")
+        httpURL = try r.str("context.httpUrl")
     }
 }
 

@@ -2,14 +2,52 @@ import AirlockPosix
 import AirlockProtocol
 import SystemPackage
 
-/// Who is on the other end of a client connection, from `SO_PEERCRED`.
+/// Whom a client connection acts for: the peer `SO_PEERCRED` names, or the user a trusted
+/// gateway asserted (`ASSERT_IDENTITY`, PROTOCOL.md §5.2).
 struct PeerIdentity: Equatable {
+    /// The peer process (the gateway's, for an asserted identity).
     var pid: Int32
+    /// The user's uid; ``gatewayOnlyUID`` for a user known only to a gateway.
     var uid: UInt32
     var gid: UInt32
     var userName: String
     /// Supplementary groups, resolved lazily for access checks.
     var groups: [UInt32]
+    /// Who owns shells and counts against per-user quotas: the uid, or a number above
+    /// 2^32 that the supervisor gave a gateway-only user name.
+    var principal: UInt64
+    /// `WSMAN_SENDER_DETAILS.authenticationMechanism`.
+    var authenticationMechanism = "UnixPeerCredentials"
+    /// `WSMAN_SENDER_DETAILS.httpURL`; empty when none.
+    var httpURL = ""
+    /// The gateway's user name when the identity was asserted.
+    var assertedBy: String? = nil
+
+    /// The uid of a user that exists only at a gateway ((uid_t)-1, never a real account).
+    static let gatewayOnlyUID = UInt32.max
+
+    /// The peer of a local connection, as `SO_PEERCRED` reports it.
+    init(pid: Int32, uid: UInt32, gid: UInt32, userName: String) {
+        self.pid = pid
+        self.uid = uid
+        self.gid = gid
+        self.userName = userName
+        self.groups = []
+        self.principal = UInt64(uid)
+    }
+
+    /// True for a user that exists only at a gateway (no uid, no groups).
+    var isGatewayOnly: Bool { principal > UInt64(UInt32.max) }
+
+    /// The name access lists and `Admins` match: `gateway:<name>` for a gateway-only user,
+    /// so it is never mistaken for the system account of the same name.
+    var accessName: String { isGatewayOnly ? "gateway:" + userName : userName }
+
+    /// "user alice (uid 1000)", "gateway user bob (via airlock-wsman)".
+    var described: String {
+        if isGatewayOnly { return "gateway user \(userName) (via \(assertedBy ?? "a gateway"))" }
+        return "user \(userName) (uid \(uid))"
+    }
 }
 
 /// One client connection: its socket, the frame decoder, an output buffer and the
@@ -25,7 +63,12 @@ final class ClientConnection {
     let id: UInt64
     let fd: FileDescriptor
     var token: UInt64 = 0
-    let peer: PeerIdentity
+    /// Whom the connection acts for; changed once, by an accepted `ASSERT_IDENTITY`.
+    var peer: PeerIdentity
+    /// The uid `SO_PEERCRED` reported; connection limits count it, whatever ``peer`` becomes.
+    let transportUID: UInt32
+    /// True once an operation other than PING/STATUS/LIST_PLUGINS was accepted, or an identity asserted.
+    var identityFixed = false
     var state: State = .awaitingHello
     var decoder: FrameDecoder
     let acceptedAt: UInt64
@@ -54,6 +97,7 @@ final class ClientConnection {
         self.id = id
         self.fd = fd
         self.peer = peer
+        self.transportUID = peer.uid
         self.acceptedAt = now
         self.decoder = FrameDecoder(maxFrameSize: ProtocolLimits.handshakeMaxFrameSize)
     }

@@ -25,6 +25,9 @@ public struct SupervisorConfiguration: Sendable, Equatable {
     public var shutdownTimeoutMs: UInt32 = 10_000
     /// Users allowed to administer (restart, stop, reload, see every shell).
     public var admins: [String] = ["root"]
+    /// Peers (user names or numeric uids) whose `ASSERT_IDENTITY` is accepted: gateways
+    /// such as `airlock-wsman` that authenticate their own users. Empty: nobody.
+    public var trustedGateways: [String] = []
     /// Maximum client connections in all, and per user.
     public var maxConnections: Int = 4096
     public var maxConnectionsPerUser: Int = 1024
@@ -177,6 +180,12 @@ extension SupervisorConfiguration {
         }
         if let v = file.ShutdownTimeoutMs { config.shutdownTimeoutMs = v }
         if let v = file.Admins { config.admins = v }
+        if let v = file.TrustedGateways {
+            for entry in v where entry.isEmpty || entry == "*" {
+                throw ConfigurationError("configuration file \(path): TrustedGateways entry \"\(entry)\" must name one user or uid (a gateway asserts the identity of the users it authenticated, so trust is given by name, never to everyone)")
+            }
+            config.trustedGateways = v
+        }
         if let v = file.MaxConnections { config.maxConnections = v }
         if let v = file.MaxConnectionsPerUser { config.maxConnectionsPerUser = v }
         var plugins: [PluginConfiguration] = []
@@ -289,13 +298,14 @@ private struct FileModel: Decodable {
     var MaxEnvelopeSizekb: Int?
     var ShutdownTimeoutMs: UInt32?
     var Admins: [String]?
+    var TrustedGateways: [String]?
     var MaxConnections: Int?
     var MaxConnectionsPerUser: Int?
     var Plugins: [PluginModel]?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case Socket, SocketMode, SocketGroup, StateDirectory, PluginDirectory, WorkerExecutable, MaxEnvelopeSizekb
-        case ShutdownTimeoutMs, Admins, MaxConnections, MaxConnectionsPerUser, Plugins
+        case ShutdownTimeoutMs, Admins, TrustedGateways, MaxConnections, MaxConnectionsPerUser, Plugins
     }
 
     init(from decoder: Decoder) throws {
@@ -310,6 +320,7 @@ private struct FileModel: Decodable {
         MaxEnvelopeSizekb = try c.decodeIfPresent(Int.self, forKey: .MaxEnvelopeSizekb)
         ShutdownTimeoutMs = try c.decodeIfPresent(UInt32.self, forKey: .ShutdownTimeoutMs)
         Admins = try c.decodeIfPresent([String].self, forKey: .Admins)
+        TrustedGateways = try c.decodeIfPresent([String].self, forKey: .TrustedGateways)
         MaxConnections = try c.decodeIfPresent(Int.self, forKey: .MaxConnections)
         MaxConnectionsPerUser = try c.decodeIfPresent(Int.self, forKey: .MaxConnectionsPerUser)
         Plugins = try c.decodeIfPresent([PluginModel].self, forKey: .Plugins)

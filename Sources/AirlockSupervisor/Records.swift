@@ -47,7 +47,8 @@ struct Route {
     var pendingCredit: UInt32 = 0
     /// For sends: the key of the per-stream queue this send holds.
     var sendKey: String? = nil
-    var userUID: UInt32
+    /// The principal (``PeerIdentity/principal``) the operation counts against.
+    var principal: UInt64
 }
 
 /// A request waiting for its worker to become ready.
@@ -63,6 +64,8 @@ final class ShellRecord {
     let resourceURI: String
     let ownerUID: UInt32
     let ownerName: String
+    /// The owner's ``PeerIdentity/principal``: who may use the shell.
+    let ownerPrincipal: UInt64
     /// The generation of the worker that hosts it (set when the request reaches a worker).
     var generation: UInt64
     var workerOperationID: UInt64
@@ -78,12 +81,13 @@ final class ShellRecord {
     var sendQueues: [String: [QueuedSend]] = [:]
     var busySendKeys: Set<String> = []
 
-    init(id: UInt64, plugin: String, resourceURI: String, ownerUID: UInt32, ownerName: String, generation: UInt64, workerOperationID: UInt64, attachedConnection: UInt64) {
+    init(id: UInt64, plugin: String, resourceURI: String, owner: PeerIdentity, generation: UInt64, workerOperationID: UInt64, attachedConnection: UInt64) {
         self.id = id
         self.plugin = plugin
         self.resourceURI = resourceURI
-        self.ownerUID = ownerUID
-        self.ownerName = ownerName
+        self.ownerUID = owner.uid
+        self.ownerName = owner.accessName
+        self.ownerPrincipal = owner.principal
         self.generation = generation
         self.workerOperationID = workerOperationID
         self.attachedConnection = attachedConnection
@@ -104,8 +108,8 @@ struct QueuedSend {
     var connectionID: UInt64
     var clientOperationID: UInt64
     var request: SendInput
-    var userUID: UInt32
-    var userName: String
+    /// Whom the send acts for (the connection may be gone when it is dispatched).
+    var peer: PeerIdentity
 }
 
 /// The lifecycle of a plug-in's worker.

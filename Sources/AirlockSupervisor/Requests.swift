@@ -37,6 +37,11 @@ extension Supervisor {
             return
         }
         switch frame.message {
+        case .status, .listPlugins, .assertIdentity: break
+        default: connection.identityFixed = true
+        }
+        switch frame.message {
+        case .assertIdentity(let request): assertIdentity(request, op: op, from: connection)
         case .createShell(let request): createShell(request, op: op, from: connection)
         case .runCommand(let request): runCommand(request, op: op, from: connection)
         case .send(let request): sendInput(request, op: op, from: connection)
@@ -94,21 +99,21 @@ extension Supervisor {
     // MARK: - Access
 
     func isAdmin(_ peer: PeerIdentity) -> Bool {
-        peer.uid == 0 || config.admins.contains(peer.userName)
+        (peer.uid == 0 && !peer.isGatewayOnly) || config.admins.contains(peer.accessName)
     }
 
     /// nil when allowed; otherwise why not.
     func accessDenial(_ plugin: PluginRuntime, for peer: PeerIdentity) -> String? {
         let users = plugin.config.allowedUsers
-        if users.contains("*") || users.contains(peer.userName) || users.contains(String(peer.uid)) { return nil }
-        if !plugin.config.allowedGroups.isEmpty {
+        if users.contains("*") || users.contains(peer.accessName) || (!peer.isGatewayOnly && users.contains(String(peer.uid))) { return nil }
+        if !plugin.config.allowedGroups.isEmpty && !peer.isGatewayOnly {
             var groups = Set(UserDatabase.groupList(user: peer.userName, gid: peer.gid))
             groups.insert(peer.gid)
             for name in plugin.config.allowedGroups {
                 if let gid = UserDatabase.lookupGroup(name: name), groups.contains(gid) { return nil }
             }
         }
-        return "user \(peer.userName) (uid \(peer.uid)) may not use plug-in '\(plugin.name)': its AllowedUsers/AllowedGroups do not include this user"
+        return "\(peer.described) may not use plug-in '\(plugin.name)': its AllowedUsers/AllowedGroups do not include this user"
     }
 
     /// Finds a plug-in by name, or by resource URI (exact match, or the longest prefix).
@@ -156,7 +161,7 @@ extension Supervisor {
         let shellID = nextShellID
         nextShellID += 1
         let workerOp = plugin.allocateOperationID()
-        let shell = ShellRecord(id: shellID, plugin: plugin.name, resourceURI: resourceURI, ownerUID: connection.peer.uid, ownerName: connection.peer.userName,
+        let shell = ShellRecord(id: shellID, plugin: plugin.name, resourceURI: resourceURI, owner: connection.peer,
                                 generation: plugin.generation, workerOperationID: workerOp, attachedConnection: connection.id)
         shells[shellID] = shell
         plugin.shells.insert(shellID)
@@ -170,7 +175,7 @@ extension Supervisor {
             optionsMustUnderstand: request.optionsMustUnderstand, inboundShellInformation: request.inboundShellInformation))
         submit(plugin, operation: workerOp, message: message, route: Route(
             kind: .shell, connectionID: connection.id, clientOperationID: op, shellID: shellID, commandID: 0,
-            startedAt: SystemClock.monotonicNanoseconds(), deadline: deadline(timeout), userUID: connection.peer.uid), connection: connection)
+            startedAt: SystemClock.monotonicNanoseconds(), deadline: deadline(timeout), principal: connection.peer.principal), connection: connection)
     }
 
     private func shellQuotaViolation(_ plugin: PluginRuntime, for peer: PeerIdentity) -> (code: UInt32, message: String)? {
@@ -179,12 +184,12 @@ extension Supervisor {
         if pluginShells.count >= quotas.maxShells {
             return (WSManError.quotaMaxShells, "plug-in '\(plugin.name)' already has \(pluginShells.count) shells, its MaxShells quota; close a shell and retry")
         }
-        let mine = pluginShells.filter { $0.ownerUID == peer.uid }.count
+        let mine = pluginShells.filter { $0.ownerPrincipal == peer.principal }.count
         if mine >= quotas.maxShellsPerUser {
             return (WSManError.quotaMaxShells, "user \(peer.userName) already has \(mine) shells on plug-in '\(plugin.name)', its MaxShellsPerUser quota; close one and retry")
         }
-        let users = Set(pluginShells.map(\.ownerUID))
-        if !users.contains(peer.uid) && users.count >= quotas.maxConcurrentUsers {
+        let users = Set(pluginShells.map(\.ownerPrincipal))
+        if !users.contains(peer.principal) && users.count >= quotas.maxConcurrentUsers {
             return (WSManError.quotaUser, "plug-in '\(plugin.name)' already serves \(users.count) users, its MaxConcurrentUsers quota; retry later")
         }
         return nil
@@ -201,7 +206,7 @@ extension Supervisor {
             complete(connection.id, op, code: WSManError.quotaMaxOperations, message: "plug-in '\(plugin.name)' already has \(active.count) operations in flight, its MaxConcurrentOperations quota; retry later")
             return false
         }
-        let mine = active.filter { $0.userUID == connection.peer.uid }.count
+        let mine = active.filter { $0.principal == connection.peer.principal }.count
         if mine >= quotas.maxConcurrentOperationsPerUser {
             complete(connection.id, op, code: WSManError.quotaMaxOperations, message: "user \(connection.peer.userName) already has \(mine) operations in flight on plug-in '\(plugin.name)', its MaxConcurrentOperationsPerUser quota; wait for some to finish")
             return false
@@ -210,8 +215,9 @@ extension Supervisor {
     }
 
     func requestContext(_ peer: PeerIdentity, resourceURI: String, locale: String = "en-US", dataLocale: String = "en-US", timeoutMs: UInt32) -> RequestContext {
-        RequestContext(senderName: peer.userName, authenticationMechanism: "UnixPeerCredentials", resourceURI: resourceURI,
-                       locale: locale.isEmpty ? "en-US" : locale, dataLocale: dataLocale.isEmpty ? "en-US" : dataLocale, timeoutMs: timeoutMs)
+        RequestContext(senderName: peer.userName, authenticationMechanism: peer.authenticationMechanism, resourceURI: resourceURI,
+                       locale: locale.isEmpty ? "en-US" : locale, dataLocale: dataLocale.isEmpty ? "en-US" : dataLocale, timeoutMs: timeoutMs,
+                       httpURL: peer.httpURL)
     }
 
     func deadline(_ timeoutMs: UInt32) -> UInt64 {
@@ -225,7 +231,7 @@ extension Supervisor {
             complete(connection.id, op, code: WSManError.invalidSelectors, message: "shell \(shellID) does not exist (it was closed, or never created)")
             return nil
         }
-        guard shell.ownerUID == connection.peer.uid || (allowAdmin && isAdmin(connection.peer)) else {
+        guard shell.ownerPrincipal == connection.peer.principal || (allowAdmin && isAdmin(connection.peer)) else {
             complete(connection.id, op, code: WSManError.accessDenied, message: "shell \(shellID) belongs to another user")
             return nil
         }
@@ -257,7 +263,7 @@ extension Supervisor {
             shellID: shell.id, commandID: commandID, commandLine: request.commandLine, arguments: request.arguments, options: request.options))
         submit(plugin, operation: workerOp, message: message, route: Route(
             kind: .command, connectionID: connection.id, clientOperationID: op, shellID: shell.id, commandID: commandID,
-            startedAt: SystemClock.monotonicNanoseconds(), deadline: deadline(timeout), userUID: connection.peer.uid), connection: connection)
+            startedAt: SystemClock.monotonicNanoseconds(), deadline: deadline(timeout), principal: connection.peer.principal), connection: connection)
     }
 
     private func checkCommand(_ shell: ShellRecord, _ commandID: UInt64, op: UInt64, connection: ClientConnection) -> Bool {
@@ -279,14 +285,14 @@ extension Supervisor {
         let workerOp = plugin.allocateOperationID()
         submit(plugin, operation: workerOp, message: make(requestContext(connection.peer, resourceURI: shell.resourceURI, timeoutMs: timeout)), route: Route(
             kind: kind, connectionID: connection.id, clientOperationID: op, shellID: shellID, commandID: commandID,
-            startedAt: SystemClock.monotonicNanoseconds(), deadline: deadline(timeout), userUID: connection.peer.uid), connection: connection)
+            startedAt: SystemClock.monotonicNanoseconds(), deadline: deadline(timeout), principal: connection.peer.principal), connection: connection)
     }
 
     private func sendInput(_ request: SendInput, op: UInt64, from connection: ClientConnection) {
         guard let (shell, plugin) = usableShell(request.shellID, op: op, from: connection) else { return }
         guard checkCommand(shell, request.commandID, op: op, connection: connection) else { return }
         let key = "\(request.commandID)/\(request.stream)"
-        let queued = QueuedSend(connectionID: connection.id, clientOperationID: op, request: request, userUID: connection.peer.uid, userName: connection.peer.userName)
+        let queued = QueuedSend(connectionID: connection.id, clientOperationID: op, request: request, peer: connection.peer)
         if shell.busySendKeys.contains(key) {
             // One outstanding Send per stream: the next one waits for the previous completion.
             shell.sendQueues[key, default: []].append(queued)
@@ -302,12 +308,11 @@ extension Supervisor {
         shell.busySendKeys.insert(key)
         let timeout = request.timeoutMs != 0 ? request.timeoutMs : plugin.config.operationTimeoutMs
         let workerOp = plugin.allocateOperationID()
-        let peer = PeerIdentity(pid: 0, uid: queued.userUID, gid: 0, userName: queued.userName, groups: [])
         var route = Route(kind: .send, connectionID: queued.connectionID, clientOperationID: queued.clientOperationID, shellID: shell.id,
-                          commandID: request.commandID, startedAt: SystemClock.monotonicNanoseconds(), deadline: deadline(timeout), userUID: queued.userUID)
+                          commandID: request.commandID, startedAt: SystemClock.monotonicNanoseconds(), deadline: deadline(timeout), principal: queued.peer.principal)
         route.sendKey = key
         let message = Message.workerSend(WorkerSend(
-            context: requestContext(peer, resourceURI: shell.resourceURI, timeoutMs: timeout), shellID: shell.id, commandID: request.commandID,
+            context: requestContext(queued.peer, resourceURI: shell.resourceURI, timeoutMs: timeout), shellID: shell.id, commandID: request.commandID,
             stream: request.stream, endOfStream: request.endOfStream, data: request.data))
         submit(plugin, operation: workerOp, message: message, route: route, connection: connections[queued.connectionID])
     }
@@ -360,7 +365,7 @@ extension Supervisor {
             complete(connection.id, op, code: WSManError.invalidSelectors, message: "shell \(shellID) does not exist (it was closed, or never created)")
             return
         }
-        guard shell.ownerUID == connection.peer.uid || isAdmin(connection.peer) else {
+        guard shell.ownerPrincipal == connection.peer.principal || isAdmin(connection.peer) else {
             complete(connection.id, op, code: WSManError.accessDenied, message: "shell \(shellID) belongs to another user")
             return
         }

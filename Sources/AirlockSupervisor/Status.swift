@@ -100,7 +100,7 @@ extension Supervisor {
                               rssBytes: me?.residentBytes),
             workers: workers,
             shells: shells.values.sorted { $0.id < $1.id }
-                .filter { (filter == nil || $0.plugin == filter) && (isAdmin(peer) || $0.ownerUID == peer.uid) }
+                .filter { (filter == nil || $0.plugin == filter) && (isAdmin(peer) || $0.ownerPrincipal == peer.principal) }
                 .map { shell in
                     let state = shell.closing ? "closing" : !shell.ready ? "creating" : shell.disconnectedUntil != 0 ? "disconnected" : "connected"
                     return .init(id: shell.id, plugin: shell.plugin, owner: shell.ownerName, ownerUID: shell.ownerUID,

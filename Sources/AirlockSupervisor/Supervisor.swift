@@ -41,6 +41,8 @@ public final class Supervisor {
     var listenerInherited = false
     var connections: [UInt64: ClientConnection] = [:]
     var connectionsPerUser: [UInt32: Int] = [:]
+    /// Principals given to gateway-only user names (``PeerIdentity/principal``).
+    var gatewayPrincipals: [String: UInt64] = [:]
     var nextConnectionID: UInt64 = 1
     var plugins: [String: PluginRuntime] = [:]
     var pluginOrder: [String] = []
@@ -252,7 +254,7 @@ public final class Supervisor {
                 continue
             }
             let name = UserDatabase.userName(uid: credentials.uid) ?? "uid:\(credentials.uid)"
-            let peer = PeerIdentity(pid: credentials.pid, uid: credentials.uid, gid: credentials.gid, userName: name, groups: [])
+            let peer = PeerIdentity(pid: credentials.pid, uid: credentials.uid, gid: credentials.gid, userName: name)
             let connection = ClientConnection(id: nextConnectionID, fd: fd, peer: peer, now: SystemClock.monotonicNanoseconds())
             nextConnectionID += 1
             let perUser = connectionsPerUser[peer.uid, default: 0]
@@ -342,8 +344,8 @@ public final class Supervisor {
     /// (unless disconnected on purpose).
     func dropConnection(_ connection: ClientConnection) {
         guard connections.removeValue(forKey: connection.id) != nil else { return }
-        connectionsPerUser[connection.peer.uid, default: 1] -= 1
-        if connectionsPerUser[connection.peer.uid] == 0 { connectionsPerUser[connection.peer.uid] = nil }
+        connectionsPerUser[connection.transportUID, default: 1] -= 1
+        if connectionsPerUser[connection.transportUID] == 0 { connectionsPerUser[connection.transportUID] = nil }
         loop.unregister(connection.fd, token: connection.token)
         try? Posix.close(connection.fd)
         abandonOperations(of: connection)

@@ -112,7 +112,8 @@ struct RequestBlock {
         place(WSMAN_SENDER_DETAILS(
             senderName: space.wide(context.senderName),
             authenticationMechanism: space.wide(context.authenticationMechanism),
-            certificateDetails: nil, clientToken: nil, httpURL: nil), at: sender)
+            certificateDetails: nil, clientToken: nil,
+            httpURL: context.httpURL.isEmpty ? nil : space.wide(context.httpURL)), at: sender)
 
         // Selectors: the shell's id, and the command's when the request addresses one.
         let selectorCount = request.kind == .shell ? 1 : (request.commandID != 0 ? 2 : 1)

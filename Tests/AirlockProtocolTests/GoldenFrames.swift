@@ -13,7 +13,7 @@ enum GoldenFrames {
 
     static let contextNonASCII = RequestContext(
         senderName: "jürgen", authenticationMechanism: "unix-peercred", resourceURI: "urn:airlock:echo",
-        locale: "de-DE", dataLocale: "ja-JP", timeoutMs: 0)
+        locale: "de-DE", dataLocale: "ja-JP", timeoutMs: 0, httpURL: "https://gw.example:5986/wsman")
 
     static let all: [(name: String, frame: Frame)] = [
         // MARK: Connection level
@@ -89,6 +89,9 @@ enum GoldenFrames {
             shellID: 1, idleTimeoutMs: 180_000)))),
         ("close-shell", Frame(operationID: 18, message: .closeShell(shellID: 1))),
         ("cancel", Frame(operationID: 12, message: .cancel)),
+        ("assert-identity", Frame(operationID: 1, message: .assertIdentity(AssertIdentity(
+            userName: "alice", authenticationMechanism: "Basic", httpURL: "http://127.0.0.1:5985/wsman",
+            flags: AssertIdentity.systemAccount)))),
 
         // MARK: Administration requests
         ("status", Frame(operationID: 20, message: .status(plugin: ""))),

@@ -62,6 +62,8 @@ MESSAGES = {
     0x0107: ("DISCONNECT", [("shellId", "u64"), ("idleTimeoutMs", "u32")]),
     0x0108: ("CLOSE_SHELL", [("shellId", "u64")]),
     0x0109: ("CANCEL", []),
+    0x010A: ("ASSERT_IDENTITY", [("userName", "str"), ("authenticationMechanism", "str"), ("httpUrl", "str"),
+                                 ("flags", "u32")]),
     0x0181: ("STATUS", [("plugin", "str")]),
     0x0182: ("LIST_PLUGINS", []),
     0x0183: ("RESTART_PLUGIN", [("plugin", "str")]),
@@ -109,7 +111,7 @@ MESSAGES = {
 }
 
 CONTEXT_FIELDS = [("senderName", "str"), ("authenticationMechanism", "str"), ("resourceUri", "str"),
-                  ("locale", "str"), ("dataLocale", "str"), ("timeoutMs", "u32")]
+                  ("locale", "str"), ("dataLocale", "str"), ("timeoutMs", "u32"), ("httpUrl", "str")]
 COMPOSITES = {
     "option": [("name", "str"), ("value", "str"), ("mustComply", "bool")],
     "envvar": [("name", "str"), ("value", "str")],

@@ -616,6 +616,13 @@ static void echo_command_output(struct echo_command *command, WSMAN_PLUGIN_REQUE
         echo_buffer_append_string(out, mechanism ? mechanism : "");
         echo_buffer_append_string(out, " resourceUri=");
         echo_buffer_append_string(out, uri ? uri : "");
+        if (sender != NULL && sender->httpURL != NULL) {
+            /* Set when a gateway (airlock-wsman) asserted the user: the URL the client used. */
+            char *url = utf8_copy(sender->httpURL);
+            echo_buffer_append_string(out, " httpURL=");
+            echo_buffer_append_string(out, url ? url : "");
+            free(url);
+        }
         echo_buffer_append_string(out, "\n");
         free(name);
         free(mechanism);

@@ -106,6 +106,15 @@ public final class Supervisor {
         let signals = try SignalDescriptor(signals: [SIGCHLD, SIGTERM, SIGINT, SIGHUP])
         self.signals = signals
         try loop.register(signals.fd, events: .input) { [unowned self] _ in self.handleSignals() }
+        // Processes a plug-in started and orphaned (a daemonizing double fork, a setsid child
+        // whose worker died) come back to airlockd rather than to init, so they are reaped
+        // and, when airlockd stops, ended (see killOrphans). With a PID namespace or a
+        // delegated cgroup (the defaults) they end with their worker anyway.
+        do {
+            try ProcessControl.setChildSubreaper()
+        } catch {
+            logger.warning("cannot become a child subreaper (\(error)); processes orphaned by plug-ins outside a PID namespace may outlive airlockd")
+        }
 
         if listener == nil {
             var options = UnixSocket.ListenOptions(kind: .stream, createParentDirectory: true, mode: mode_t(config.socketMode), backlog: 1024)
@@ -178,6 +187,7 @@ public final class Supervisor {
         guard stopping else { return }
         let alive = plugins.values.contains { $0.pid != 0 }
         if !alive {
+            killOrphans()
             flushConnections()
             finished = true
         } else if SystemClock.monotonicNanoseconds() >= stopDeadline {
@@ -186,6 +196,30 @@ public final class Supervisor {
                 killWorker(plugin)
             }
         }
+    }
+
+    /// Ends the processes re-parented to airlockd (it is a child subreaper) once every
+    /// worker is gone: what plug-ins left behind must not outlive the service. Repeats
+    /// because an orphan's own children become airlockd's only when it dies.
+    ///
+    /// Reaps any child while it waits, never one pid in particular: a PID namespace's init
+    /// that was re-parented here cannot finish dying until its namespace's other processes,
+    /// possibly also re-parented here, have been reaped.
+    private func killOrphans() {
+        let deadline = SystemClock.monotonicNanoseconds() &+ 5_000_000_000
+        var signalled = Set<pid_t>()
+        while SystemClock.monotonicNanoseconds() < deadline {
+            while (try? ProcessControl.reapAny()) != nil {}
+            let orphans = ProcessControl.children(of: getpid())
+            if orphans.isEmpty { return }
+            for pid in orphans where !signalled.contains(pid) {
+                signalled.insert(pid)
+                logger.notice("ending a process a plug-in left behind", metadata: ["pid": .stringConvertible(pid)])
+                _ = try? ProcessControl.kill(pid, signal: SIGKILL)
+            }
+            usleep(5_000)
+        }
+        logger.warning("processes left behind by plug-ins did not end within 5 s of SIGKILL", metadata: ["pids": .string(ProcessControl.children(of: getpid()).map(String.init).joined(separator: ","))])
     }
 
     // MARK: - Periodic work

@@ -469,11 +469,9 @@ struct FaultContainmentTests {
         // Daemon.stop() sends SIGTERM and resorts to SIGKILL only after 10 s.
         #expect(status == .exited(0), "airlockd ended \(status); its log:\n\(logs)")
         let survivors = await ProcessEntry.survivors(of: processes)
-        withKnownIssue("without a PID namespace (and no cgroup), a grandchild that left the worker's session with setsid survives") {
-            #expect(survivors.isEmpty, "left behind: \(survivors)")
-        } when: {
-            !pidNamespace
-        }
+        // With a PID namespace the namespace's end kills them; without one airlockd, a child
+        // subreaper, ends what was re-parented to it.
+        #expect(survivors.isEmpty, "left behind: \(survivors)")
         for survivor in survivors { _ = kill(survivor.pid, SIGKILL) }
     }
 

@@ -17,7 +17,8 @@
 //   AirlockControl     the logic behind the `airlockctl` command line
 //   CAirlockPAM        PAM (conversation, authenticate, account) and crypt(3) in C, for AirlockGatewayAuth
 //   AirlockGatewayAuth the gateway's HTTP Basic credential checks: password file, PAM, cache
-//   airlockd, airlock-worker, airlockctl: thin executables
+//   AirlockGateway     the WS-Man gateway: HTTP(S) server, SOAP, WinRS shell operations onto AirlockClient
+//   airlockd, airlock-worker, airlockctl, airlock-wsman: thin executables
 //   Sources/Plugins/*  example plug-ins in C (echo, shell, noop); Tests/Plugins/* hostile ones
 import PackageDescription
 
@@ -33,6 +34,7 @@ let package = Package(
         .executable(name: "airlock-worker", targets: ["airlock-worker"]),
         .executable(name: "airlockctl", targets: ["airlockctl"]),
         .executable(name: "airlock-bench", targets: ["airlock-bench"]),
+        .executable(name: "airlock-wsman", targets: ["airlock-wsman"]),
         .library(name: "AirlockClient", targets: ["AirlockClient"]),
         .library(name: "AirlockProtocol", targets: ["AirlockProtocol"]),
         // Example plug-ins (C shared objects), built next to the executables.
@@ -47,6 +49,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.81.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.29.0"),
     ],
     targets: [
         // MARK: C
@@ -121,6 +125,19 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        .target(
+            name: "AirlockGateway",
+            dependencies: [
+                "AirlockClient", "AirlockGatewayAuth", "AirlockSystemd",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Executables
         .executableTarget(
             name: "airlockd",
@@ -142,6 +159,15 @@ let package = Package(
         .executableTarget(
             name: "airlockctl",
             dependencies: ["AirlockControl"],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "airlock-wsman",
+            dependencies: [
+                "AirlockGateway", "AirlockGatewayAuth", "AirlockSystemd", "AirlockLogging",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             swiftSettings: swiftSettings
         ),
         // The benchmark of issue 7: a real airlockd with the noop plug-in (`swift run -c release airlock-bench`).

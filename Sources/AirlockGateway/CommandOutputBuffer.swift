@@ -103,7 +103,21 @@ final class CommandOutputBuffer: Sendable {
             state.nextWaiterID += 1
             return state.nextWaiterID
         }
-        let delivery = await withCheckedContinuation { (continuation: CheckedContinuation<Delivery, Never>) in
+        // A Receive whose HTTP client went away is cancelled: its waiter leaves without
+        // taking output, so the next Receive gets it.
+        let delivery = await withTaskCancellationHandler {
+            await wait(waiterID: waiterID, maximumBytes: maximumBytes, streams: streams, timeout: timeout)
+        } onCancel: {
+            let waiter = state.withLock { $0.waiters.removeValue(forKey: waiterID) }
+            waiter?.timer?.cancel()
+            waiter?.continuation.resume(returning: .timedOut)
+        }
+        resumePumpIfRoom()
+        return delivery
+    }
+
+    private func wait(waiterID: UInt64, maximumBytes: Int, streams: Set<String>?, timeout: Duration) async -> Delivery {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Delivery, Never>) in
             let immediate: Delivery? = state.withLock { state in
                 if let delivery = Self.take(&state, maximumBytes: maximumBytes, streams: streams) { return delivery }
                 state.waiters[waiterID] = Waiter(maximumBytes: maximumBytes, streams: streams, continuation: continuation)
@@ -125,8 +139,6 @@ final class CommandOutputBuffer: Sendable {
             }
             if delivered { timer.cancel() }
         }
-        resumePumpIfRoom()
-        return delivery
     }
 
     // MARK: - Pump side

@@ -33,6 +33,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     private var queue: [PendingRequest] = []
     private var busy = false
     private var closing = false
+    private var inFlight: Task<Void, Never>?
 
     init(responder: any WSManRequestResponder, maximumBodySize: Int, scheme: String, listenerAuthority: String) {
         self.responder = responder
@@ -79,6 +80,8 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
     func channelInactive(context: ChannelHandlerContext) {
         closing = true
         queue.removeAll()
+        inFlight?.cancel()
+        inFlight = nil
         context.fireChannelInactive()
     }
 
@@ -115,11 +118,12 @@ final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandle
         let responder = self.responder
         let eventLoop = context.eventLoop
         let bound = NIOLoopBound((self, context), eventLoop: eventLoop)
-        Task {
+        inFlight = Task {
             let answer = await responder.respond(authorization: authorization, body: body, httpURL: httpURL)
             eventLoop.execute {
                 let (handler, context) = bound.value
                 handler.busy = false
+                handler.inFlight = nil
                 guard !handler.closing else { return }
                 if let answer {
                     handler.write(context: context, status: HTTPResponseStatus(statusCode: answer.status), body: answer.body, keepAlive: keepAlive)

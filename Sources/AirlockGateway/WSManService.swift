@@ -291,14 +291,18 @@ final class WSManService: Sendable {
     // MARK: - Delete
 
     private func delete(_ request: WSManRequest, user: GatewayUser) async throws(WSManFault) -> BodyWriter {
-        let shell = try lookUpShell(request, user: user)
+        // A shell that already ended on airlockd's side is simply forgotten.
+        guard let shell = request.selectors["ShellId"].flatMap({ registry.shell($0, for: user) }) else {
+            _ = try lookUpShell(request, user: user)
+            return { _ in }
+        }
         registry.remove(shell.id)
         for command in shell.removeAllCommands() { command.output.close() }
         await pool.shellDeleted(for: user)
         do {
             try await shell.shell.close()
-        } catch where error.kind == .connectionLost {
-            // airlockd closed the shell with the connection.
+        } catch where error.kind == .connectionLost || shell.shell.closedNotice != nil {
+            // airlockd closed the shell already (with the connection, or the plug-in ended it).
         } catch {
             throw WSManFault(error)
         }
@@ -314,6 +318,16 @@ final class WSManService: Sendable {
                 message: "The request has no ShellId selector.")
         }
         guard let shell = registry.shell(id, for: user) else { throw .unknownShell(id) }
+        // Ended on airlockd's side (the plug-in closed it, its idle timeout, a lost
+        // connection): forget it and say why, once; later requests get InvalidSelectors.
+        let notice = shell.shell.closedNotice
+        if notice != nil || shell.shell.connection.failure != nil {
+            registry.remove(shell.id)
+            for command in shell.removeAllCommands() { command.output.close() }
+            Task { [pool] in await pool.shellDeleted(for: user) }
+            if let error = notice?.error ?? shell.shell.connection.failure { throw WSManFault(error) }
+            throw .unknownShell(id)
+        }
         return shell
     }
 

@@ -85,7 +85,6 @@ struct Serve: AsyncParsableCommand {
             try await GatewayService.run(configuration, logger: logger)
         } catch {
             logger.critical("cannot start: \(error)")
-            FileHandleStandardError.write("airlock-wsman: \(error)\n")
             throw ExitCode(1)
         }
     }

@@ -39,8 +39,11 @@ public struct ListenAddress: Sendable, Hashable, CustomStringConvertible {
 public struct GatewayConfiguration: Sendable {
     /// A certificate and key for the HTTPS listeners (PEM files).
     public struct TLSFiles: Sendable, Hashable {
+        /// The certificate chain, PEM, leaf first.
         public var certificatePath: String
+        /// The private key of the leaf certificate, PEM.
         public var privateKeyPath: String
+        /// Names the two files.
         public init(certificatePath: String, privateKeyPath: String) {
             self.certificatePath = certificatePath
             self.privateKeyPath = privateKeyPath
@@ -78,6 +81,7 @@ public struct GatewayConfiguration: Sendable {
 public struct GatewayStartError: Error, Sendable, CustomStringConvertible {
     /// What failed and why.
     public var description: String
+    /// An error saying `description`.
     public init(_ description: String) { self.description = description }
 }
 

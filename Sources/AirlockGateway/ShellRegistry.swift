@@ -73,6 +73,15 @@ final class ShellRegistry: Sendable {
         shells.withLock { $0.removeValue(forKey: id) }
     }
 
+    /// Removes and returns the shells that match.
+    func removeAll(where matches: (GatewayShell) -> Bool) -> [GatewayShell] {
+        shells.withLock { all in
+            let removed = all.values.filter(matches)
+            for shell in removed { all[shell.id] = nil }
+            return removed
+        }
+    }
+
     func removeAll() -> [GatewayShell] {
         shells.withLock { all in
             defer { all = [:] }

@@ -103,6 +103,7 @@ public final class WSManGateway: Sendable {
     private let threadPool: NIOThreadPool
     private let channels: [any Channel]
     private let service: WSManService
+    private let housekeeping: Task<Void, Never>
     private let logger: Logger
 
     private init(
@@ -115,6 +116,12 @@ public final class WSManGateway: Sendable {
         self.channels = channels
         self.service = service
         self.logger = logger
+        housekeeping = Task { [service] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(30))
+                await service.forgetEndedShells()
+            }
+        }
     }
 
     /// Binds every listener and starts serving.
@@ -187,6 +194,7 @@ public final class WSManGateway: Sendable {
     /// Stops listening, closes client connections, closes the gateway's shells and its
     /// connections to airlockd.
     public func shutdown() async {
+        housekeeping.cancel()
         for channel in channels { try? await channel.close() }
         await service.closeAllShells()
         await service.pool.closeAll()

@@ -48,6 +48,17 @@ final class WSManService: Sendable {
         }
     }
 
+    /// Forgets the shells airlockd ended by itself (their plug-in closed them, their idle
+    /// timeout ran out, their connection was lost) whose clients never came back for them,
+    /// with their buffered output.
+    func forgetEndedShells() async {
+        for shell in registry.removeAll(where: { $0.shell.closedNotice != nil || $0.shell.connection.failure != nil }) {
+            for command in shell.removeAllCommands() { command.output.close() }
+            await pool.shellDeleted(for: shell.owner)
+            logger.debug("forgot a shell airlockd ended", metadata: ["user": "\(shell.owner.name)", "shell": "\(shell.id)"])
+        }
+    }
+
     /// Closes every shell (at shutdown).
     func closeAllShells() async {
         for shell in registry.removeAll() {

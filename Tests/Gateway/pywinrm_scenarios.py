@@ -10,7 +10,6 @@ Protocol always talks to the cmd shell's resource URI.
 
 from __future__ import annotations
 
-import threading
 import typing as t
 import uuid
 
@@ -233,25 +232,6 @@ def terminate_running(args: Arguments) -> dict[str, t.Any]:
     p.close_shell(shell)
     after = session(args).run_cmd("echo", ["after", "terminate"])
     return {"after": response_summary(after)}
-
-
-@scenario("concurrent")
-def concurrent(args: Arguments) -> dict[str, t.Any]:
-    """8 threads, each with its own Session, run_cmd at once."""
-    results: list[t.Any] = [None] * 8
-
-    def run(index: int) -> None:
-        try:
-            results[index] = response_summary(session(args).run_cmd("echo", ["client", str(index)]))
-        except Exception as error:  # reported, and the test fails on it
-            results[index] = {"exception": type(error).__name__, "message": str(error)}
-
-    threads = [threading.Thread(target=run, args=(index,)) for index in range(len(results))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return {"clients": results}
 
 
 if __name__ == "__main__":

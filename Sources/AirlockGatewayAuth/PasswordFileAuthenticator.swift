@@ -128,17 +128,24 @@ public final class PasswordFileAuthenticator: BasicAuthenticator {
             guard !hash.contains(where: { $0 == " " || $0 == "\t" }) else {
                 throw failure("the hash for user \(user) contains a blank")
             }
+            let supported = "supported: $y$, $gy$, $7$, $2b$, $6$, $5$; make one with `airlock-wsman hash-password`"
             switch airlock_crypt_checksalt(hash) {
             case Int32(AIRLOCK_CRYPT_SALT_OK.rawValue):
                 break
-            case Int32(AIRLOCK_CRYPT_SALT_METHOD_LEGACY.rawValue):
-                throw failure("the hash for user \(user) uses a legacy method (such as DES or MD5) that is not accepted; make a new one with `airlock-wsman hash-password`")
+            case Int32(AIRLOCK_CRYPT_SALT_METHOD_LEGACY.rawValue) where hash.hasPrefix("$5$"):
+                // SHA-256-crypt: libxcrypt calls it legacy, but it is unbroken and what
+                // /etc/shadow holds under ENCRYPT_METHOD SHA256, so it is accepted.
+                break
+            case Int32(AIRLOCK_CRYPT_SALT_METHOD_LEGACY.rawValue) where hash.hasPrefix("$"):
+                let prefix = "$" + hash.dropFirst().prefix { $0 != "$" } + "$"
+                throw failure("the hash for user \(user) uses a legacy method (\(prefix)) that is not accepted (\(supported))")
             case Int32(AIRLOCK_CRYPT_SALT_METHOD_DISABLED.rawValue):
-                throw failure("the hash for user \(user) uses a method this system's libcrypt has disabled")
+                throw failure("the hash for user \(user) uses a method this system's libcrypt has disabled (\(supported))")
             case Int32(AIRLOCK_CRYPT_SALT_TOO_CHEAP.rawValue):
-                throw failure("the hash for user \(user) is too cheap to compute; make a new one with `airlock-wsman hash-password`")
+                throw failure("the hash for user \(user) is too cheap to compute (\(supported))")
             default:
-                throw failure("the hash for user \(user) is not a crypt(3) hash of a supported method ($y$, $gy$, $7$, $2b$, $6$, $5$); make one with `airlock-wsman hash-password`")
+                // Invalid, or legacy without a "$" prefix: traditional DES, or a password in clear.
+                throw failure("the hash for user \(user) is not a supported crypt(3) hash (a password in clear, or traditional DES?) (\(supported))")
             }
             if let previous = lineOfUser[user] {
                 throw failure("duplicate user \(user) (first on line \(previous))")

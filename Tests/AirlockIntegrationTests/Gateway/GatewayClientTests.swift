@@ -172,13 +172,15 @@ struct GatewayClientTests {
         environment.expectBothRunning()
     }
 
-    @Test("the plug-in sees the HTTP user and mechanism Basic (echo plug-in's whoami)", arguments: GatewayEnvironment.users)
+    @Test("the plug-in sees the HTTP user, mechanism Basic and the URL (echo plug-in's whoami)", arguments: GatewayEnvironment.users)
     func identity(user: GatewayProcess.User) async throws {
-        let report = try await GatewayEnvironment.require().run(.pypsrp, "whoami", as: user)
+        let environment = try GatewayEnvironment.require()
+        let report = try await environment.run(.pypsrp, "whoami", as: user)
         let line = report["stdout"]?.string ?? ""
         #expect(line.hasPrefix("senderName=\(user.name) "), "\(report)")
         #expect(line.contains(" authenticationMechanism=Basic "), "\(report)")
         #expect(line.contains(" resourceUri=\(GatewayEnvironment.echoResourceURI)"), "\(report)")
+        #expect(line.contains(" httpURL=\(environment.gateway.url)"), "the URL the client used: \(report)")
         #expect(report["exit_code"]?.int == 0, "\(report)")
     }
 

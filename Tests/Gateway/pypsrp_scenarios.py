@@ -45,7 +45,9 @@ def scenario(name: str):
 def connection_options(args: Arguments, password: str | None = None, user: str | None = None) -> dict[str, t.Any]:
     return {
         "port": args.port,
-        "ssl": False,
+        "ssl": args.is_https,
+        # A CA file path (pypsrp's cert_validation takes one) for https, unused for http.
+        "cert_validation": args.ca_file if args.is_https else True,
         "auth": "basic",
         "encryption": "never",
         "username": args.user if user is None else user,
@@ -90,7 +92,7 @@ def streams(args: Arguments) -> dict[str, t.Any]:
 
 @scenario("echo")
 def echo(args: Arguments) -> dict[str, t.Any]:
-    """One plain execute_cmd (used after other scenarios to show the gateway still works)."""
+    """One plain execute_cmd (after other scenarios: the gateway still works; over HTTPS)."""
     stdout, stderr, exit_code = client(args).execute_cmd("echo still working")
     return {"stdout": stdout, "stderr": stderr, "exit_code": exit_code}
 

@@ -30,8 +30,11 @@ def scenario(name: str):
     return register
 
 
-def session(args: Arguments, password: str | None = None, **options: t.Any) -> winrm.Session:
-    return winrm.Session(args.url, auth=(args.user, args.password if password is None else password), transport="basic", proxy=None, **options)
+def session(args: Arguments, password: str | None = None, user: str | None = None, **options: t.Any) -> winrm.Session:
+    if args.is_https:
+        options.update(ca_trust_path=args.ca_file, server_cert_validation="validate")
+    credentials = (args.user if user is None else user, args.password if password is None else password)
+    return winrm.Session(args.url, auth=credentials, transport="basic", proxy=None, **options)
 
 
 def response_summary(response: winrm.Response) -> dict[str, t.Any]:
@@ -60,7 +63,7 @@ def streams(args: Arguments) -> dict[str, t.Any]:
 
 @scenario("echo")
 def echo(args: Arguments) -> dict[str, t.Any]:
-    """One plain run_cmd (used after other scenarios to show the gateway still works)."""
+    """One plain run_cmd (after other scenarios: the gateway still works; over HTTPS)."""
     return response_summary(session(args).run_cmd("echo", ["still", "working"]))
 
 
@@ -214,7 +217,7 @@ def wrong_password(args: Arguments) -> dict[str, t.Any]:
     result: dict[str, t.Any] = {}
     for name, user, password in [("wrong_password", args.user, args.password + "-wrong"), ("unknown_user", "nobody-" + args.user, args.password)]:
         try:
-            winrm.Session(args.url, auth=(user, password), transport="basic", proxy=None).run_cmd("echo", ["must", "not", "run"])
+            session(args, password=password, user=user).run_cmd("echo", ["must", "not", "run"])
             result[name] = {"exception": None}
         except InvalidCredentialsError as error:
             result[name] = {"exception": type(error).__name__, "message": str(error)}

@@ -5,6 +5,7 @@ A scenario script is run by the venv's Python (deploy/setup-debian.sh installs p
 0.5.0 and pypsrp 0.9.1 there) as
 
     python Tests/Gateway/<client>_scenarios.py SCENARIO --url http://127.0.0.1:PORT/wsman --user USER
+                                               [--ca-file PEM   (for an https:// URL)]
 
 with the password in the environment variable AIRLOCK_WSMAN_PASSWORD (so it is not on a
 command line). It prints one JSON object on standard output (what it observed: outputs,
@@ -44,6 +45,12 @@ class Arguments(t.NamedTuple):
     path: str
     user: str
     password: str
+    # For an https:// URL: the CA certificate (PEM) the client verifies the gateway with.
+    ca_file: str | None
+
+    @property
+    def is_https(self) -> bool:
+        return self.url.startswith("https://")
 
 
 def parse_arguments(scenarios: t.Iterable[str]) -> Arguments:
@@ -51,6 +58,7 @@ def parse_arguments(scenarios: t.Iterable[str]) -> Arguments:
     parser.add_argument("scenario", choices=sorted(scenarios))
     parser.add_argument("--url", required=True, help="the gateway's URL, http://HOST:PORT/wsman")
     parser.add_argument("--user", required=True)
+    parser.add_argument("--ca-file", help="for an https:// URL: the CA certificate (PEM) to verify the gateway with")
     parser.add_argument("--timeout", type=int, default=150, help="seconds before the script dumps its threads and exits")
     options = parser.parse_args()
     password = os.environ.get("AIRLOCK_WSMAN_PASSWORD")
@@ -62,7 +70,9 @@ def parse_arguments(scenarios: t.Iterable[str]) -> Arguments:
     parts = urllib.parse.urlsplit(options.url)
     if parts.hostname is None or parts.port is None:
         parser.error(f"--url {options.url!r} has no host or port")
-    return Arguments(options.scenario, options.url, parts.hostname, parts.port, parts.path.lstrip("/"), options.user, password)
+    if parts.scheme == "https" and options.ca_file is None:
+        parser.error("an https:// URL needs --ca-file")
+    return Arguments(options.scenario, options.url, parts.hostname, parts.port, parts.path.lstrip("/"), options.user, password, options.ca_file)
 
 
 def report(result: dict[str, t.Any]) -> None:

@@ -88,6 +88,23 @@ struct GatewayLifeTests {
         }
     }
 
+    @Test("HTTPS with a configured certificate: the client verifies it and runs a command", arguments: WinRMClient.allCases)
+    func https(client: WinRMClient) async throws {
+        _ = try WinRMScript.pythonInterpreter()
+        try await TestCertificate.with { certificate in
+            try await Daemon.with(plugins: [:], config: GatewayEnvironment.daemonConfiguration) { daemon in
+                try await GatewayProcess.with(socketPath: daemon.socketPath, users: [.alice], tls: certificate) { gateway in
+                    let url = try #require(gateway.httpsURL)
+                    #expect(url.hasPrefix("https://127.0.0.1:"), "\(url)")
+                    let report = try await WinRMScript(client: client).run(
+                        "echo", url: url, caFile: certificate.certificatePath, user: .alice, gateway: gateway, daemon: daemon)
+                    #expect(report["stdout"]?.string == "still working\n", "\(report)")
+                    #expect(report["exit_code"]?.int == 0, "\(report)")
+                }
+            }
+        }
+    }
+
     @Test("hash-password prints a yescrypt hash that differs for the same password")
     func hashPassword() async throws {
         let first = try await GatewayProcess.hash("same password")

@@ -33,6 +33,8 @@ final class GatewayProcess: Sendable {
     let url: String
     /// The port of ``url``.
     let port: UInt16
+    /// `https://127.0.0.1:PORT/wsman` when it was started with a certificate.
+    let httpsURL: String?
     /// The temporary folder (password file, standard output, log); removed by ``stop()``.
     let directory: String
     /// The file the gateway's standard error (its log) goes to.
@@ -40,10 +42,11 @@ final class GatewayProcess: Sendable {
 
     private let stopped = Mutex<WaitStatus?>(nil)
 
-    private init(pid: pid_t, url: String, port: UInt16, directory: String, logPath: String) {
+    private init(pid: pid_t, listeners: [String: (url: String, port: UInt16)], directory: String, logPath: String) {
         self.pid = pid
-        self.url = url
-        self.port = port
+        self.url = listeners["http"]!.url
+        self.port = listeners["http"]!.port
+        self.httpsURL = listeners["https"]?.url
         self.directory = directory
         self.logPath = logPath
     }
@@ -55,9 +58,12 @@ final class GatewayProcess: Sendable {
 
     /// Writes a password file for `users` (hashes from `airlock-wsman hash-password`),
     /// starts `airlock-wsman --listen 127.0.0.1:0 --socket SOCKET --auth file
-    /// --password-file FILE` plus `extraArguments`, and returns once it has announced its
-    /// URL on standard output.
-    static func start(socketPath: String, users: [User], extraArguments: [String] = []) async throws -> GatewayProcess {
+    /// --password-file FILE` (with `tls`, also `--listen-https 127.0.0.1:0 --certificate
+    /// --private-key`) plus `extraArguments`, and returns once it has announced every
+    /// listener's URL on standard output.
+    static func start(
+        socketPath: String, users: [User], tls: TestCertificate? = nil, extraArguments: [String] = []
+    ) async throws -> GatewayProcess {
         let executable = Daemon.executablePath("airlock-wsman")
         guard access(executable, X_OK) == 0 else {
             throw HarnessError("\(executable) is not built: swift build --build-tests builds it with the tests")
@@ -83,16 +89,18 @@ final class GatewayProcess: Sendable {
             }
             var environment = ProcessInfo.processInfo.environment
             environment["NOTIFY_SOCKET"] = nil
-            let arguments = [
-                "--listen", "127.0.0.1:0", "--socket", socketPath, "--auth", "file", "--password-file", passwordFile,
-                "--log-level", "debug",
-            ] + extraArguments
+            var arguments = ["--listen", "127.0.0.1:0"]
+            if let tls {
+                arguments += ["--listen-https", "127.0.0.1:0", "--certificate", tls.certificatePath, "--private-key", tls.privateKeyPath]
+            }
+            arguments += ["--socket", socketPath, "--auth", "file", "--password-file", passwordFile, "--log-level", "debug"] + extraArguments
             let pid = try ProcessControl.spawn(
                 executable: executable, arguments: arguments, environment: environment,
                 fileDescriptors: [.init(source: null, target: 0), .init(source: output, target: 1), .init(source: log, target: 2)],
                 newSession: true)
-            let (url, port) = try await waitForAnnouncement(pid: pid, outputPath: outputPath, logPath: logPath)
-            return GatewayProcess(pid: pid, url: url, port: port, directory: directory, logPath: logPath)
+            let listeners = try await waitForAnnouncements(
+                schemes: tls == nil ? ["http"] : ["http", "https"], pid: pid, outputPath: outputPath, logPath: logPath)
+            return GatewayProcess(pid: pid, listeners: listeners, directory: directory, logPath: logPath)
         } catch {
             try? FileManager.default.removeItem(atPath: directory)
             throw error
@@ -101,9 +109,10 @@ final class GatewayProcess: Sendable {
 
     /// Starts a gateway, runs `body` with it, and stops it however `body` ends.
     static func with<Result>(
-        socketPath: String, users: [User], extraArguments: [String] = [], _ body: (GatewayProcess) async throws -> Result
+        socketPath: String, users: [User], tls: TestCertificate? = nil, extraArguments: [String] = [],
+        _ body: (GatewayProcess) async throws -> Result
     ) async throws -> Result {
-        let gateway = try await start(socketPath: socketPath, users: users, extraArguments: extraArguments)
+        let gateway = try await start(socketPath: socketPath, users: users, tls: tls, extraArguments: extraArguments)
         do {
             let result = try await body(gateway)
             await gateway.stop()
@@ -126,28 +135,36 @@ final class GatewayProcess: Sendable {
         return hash
     }
 
-    /// Waits for the first `airlock-wsman listening on http://127.0.0.1:PORT/wsman` line.
-    private static func waitForAnnouncement(pid: pid_t, outputPath: String, logPath: String) async throws -> (String, UInt16) {
+    /// Waits for one `airlock-wsman listening on SCHEME://127.0.0.1:PORT/wsman` line per
+    /// scheme in `schemes` (in any order); returns the URL and port of each scheme.
+    private static func waitForAnnouncements(
+        schemes: [String], pid: pid_t, outputPath: String, logPath: String
+    ) async throws -> [String: (url: String, port: UInt16)] {
         let deadline = ContinuousClock.now + .seconds(30)
+        let expected = "\(listeningPrefix)\(schemes.joined(separator: "|"))://127.0.0.1:PORT/wsman"
         while true {
             let output = (try? Posix.readFile(outputPath)).map { String(decoding: $0, as: UTF8.self) } ?? ""
-            if let line = output.split(separator: "\n", omittingEmptySubsequences: true).first, output.contains("\n") {
+            // Complete lines only.
+            let lines = output.split(separator: "\n", omittingEmptySubsequences: false).dropLast().filter { !$0.isEmpty }
+            var listeners: [String: (url: String, port: UInt16)] = [:]
+            for line in lines {
                 guard line.hasPrefix(listeningPrefix),
                       let components = URLComponents(string: String(line.dropFirst(listeningPrefix.count))),
-                      components.scheme == "http", components.host == "127.0.0.1", let port = components.port, port > 0,
-                      components.path == "/wsman"
+                      let scheme = components.scheme, schemes.contains(scheme), listeners[scheme] == nil,
+                      components.host == "127.0.0.1", let port = components.port, port > 0, components.path == "/wsman"
                 else {
                     stopAfterFailedStart(pid)
-                    throw HarnessError("airlock-wsman's first line is \"\(line)\", not \"\(listeningPrefix)http://127.0.0.1:PORT/wsman\"; its log:\n\(tail(logPath))")
+                    throw HarnessError("airlock-wsman printed \"\(line)\" where \(schemes.count) line(s) \"\(expected)\" were due; its log:\n\(tail(logPath))")
                 }
-                return (String(line.dropFirst(listeningPrefix.count)), UInt16(port))
+                listeners[scheme] = (String(line.dropFirst(listeningPrefix.count)), UInt16(port))
             }
+            if listeners.count == schemes.count { return listeners }
             if let status = try ProcessControl.wait(pid: pid, noHang: true) {
-                throw HarnessError("airlock-wsman \(status) before announcing its URL (stdout: \"\(output)\"); its log:\n\(tail(logPath))")
+                throw HarnessError("airlock-wsman \(status) before announcing \"\(expected)\" (stdout: \"\(output)\"); its log:\n\(tail(logPath))")
             }
             if ContinuousClock.now > deadline {
                 stopAfterFailedStart(pid)
-                throw HarnessError("airlock-wsman did not announce its URL within 30 s (stdout: \"\(output)\"); its log:\n\(tail(logPath))")
+                throw HarnessError("airlock-wsman did not announce \"\(expected)\" within 30 s (stdout: \"\(output)\"); its log:\n\(tail(logPath))")
             }
             try await Task.sleep(for: .milliseconds(20))
         }
@@ -205,5 +222,31 @@ final class GatewayProcess: Sendable {
             throw HarnessError("mkdtemp failed: errno \(errno)")
         }
         return String(cString: result)
+    }
+}
+
+/// A self-signed certificate for `127.0.0.1` (and its key), made with openssl in a
+/// temporary folder, for the gateway's HTTPS listener; the clients trust it as their CA.
+struct TestCertificate: Sendable {
+    let directory: String
+    var certificatePath: String { directory + "/certificate.pem" }
+    var privateKeyPath: String { directory + "/private-key.pem" }
+
+    /// Makes one, runs `body`, and removes it however `body` ends.
+    static func with<Result>(_ body: (TestCertificate) async throws -> Result) async throws -> Result {
+        var template = Array("/tmp/airlock-wsman-tls-XXXXXX".utf8CString)
+        guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+            throw HarnessError("mkdtemp failed: errno \(errno)")
+        }
+        let certificate = TestCertificate(directory: String(cString: made))
+        defer { try? FileManager.default.removeItem(atPath: certificate.directory) }
+        let outcome = try await ChildProcess.start("/usr/bin/openssl", [
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", certificate.privateKeyPath, "-out", certificate.certificatePath,
+        ]).finish()
+        guard outcome.exitCode == 0 else {
+            throw HarnessError("openssl req -x509 \(outcome.status): \(outcome.stderrText)")
+        }
+        return try await body(certificate)
     }
 }

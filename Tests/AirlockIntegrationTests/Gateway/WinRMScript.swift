@@ -48,13 +48,16 @@ struct WinRMScript: Sendable {
         return python
     }
 
-    /// Runs `scenario` against `url` as `user` and returns the JSON object it printed.
+    /// Runs `scenario` against `url` as `user` (an https URL verified with `caFile`) and
+    /// returns the JSON object it printed.
     /// Throws with the script's standard error (its traceback) and the end of the
     /// gateway's log when the script fails or prints something else.
-    func run(_ scenario: String, url: String, user: GatewayProcess.User, gateway: GatewayProcess, daemon: Daemon) async throws -> JSONValue {
+    func run(
+        _ scenario: String, url: String, caFile: String? = nil, user: GatewayProcess.User, gateway: GatewayProcess, daemon: Daemon
+    ) async throws -> JSONValue {
         let python = try Self.pythonInterpreter()
         let outcome = try await ChildProcess.start(
-            python, [scriptPath, scenario, "--url", url, "--user", user.name],
+            python, [scriptPath, scenario, "--url", url, "--user", user.name] + (caFile.map { ["--ca-file", $0] } ?? []),
             environment: [
                 "AIRLOCK_WSMAN_PASSWORD": user.password,
                 // No __pycache__ in the source tree; no proxy between the client and 127.0.0.1.

@@ -27,6 +27,14 @@ final class GatewayProcess: Sendable {
         var description: String { name }
     }
 
+    /// How the gateway checks Basic credentials.
+    enum Authentication: Sendable {
+        /// `--auth file` with a password file of these users (gateway-only users).
+        case passwordFile([User])
+        /// `--auth pam --pam-service SERVICE` (the system's users).
+        case pam(service: String)
+    }
+
     /// The process id (also its process group: it starts a session of its own).
     let pid: pid_t
     /// `http://127.0.0.1:PORT/wsman`, as the gateway announced it.
@@ -64,18 +72,33 @@ final class GatewayProcess: Sendable {
     static func start(
         socketPath: String, users: [User], tls: TestCertificate? = nil, extraArguments: [String] = []
     ) async throws -> GatewayProcess {
+        try await start(socketPath: socketPath, authentication: .passwordFile(users), tls: tls, extraArguments: extraArguments)
+    }
+
+    /// Starts `airlock-wsman` as ``start(socketPath:users:tls:extraArguments:)`` does, with
+    /// the given way of checking credentials.
+    static func start(
+        socketPath: String, authentication: Authentication, tls: TestCertificate? = nil, extraArguments: [String] = []
+    ) async throws -> GatewayProcess {
         let executable = Daemon.executablePath("airlock-wsman")
         guard access(executable, X_OK) == 0 else {
             throw HarnessError("\(executable) is not built: swift build --build-tests builds it with the tests")
         }
         let directory = try makeTemporaryDirectory()
         do {
-            let passwordFile = directory + "/passwords"
-            var lines = "# gateway test users: name:crypt(3) hash\n\n"
-            for user in users {
-                lines += "\(user.name):\(try await hash(user.password))\n"
+            let authenticationArguments: [String]
+            switch authentication {
+            case .passwordFile(let users):
+                let passwordFile = directory + "/passwords"
+                var lines = "# gateway test users: name:crypt(3) hash\n\n"
+                for user in users {
+                    lines += "\(user.name):\(try await hash(user.password))\n"
+                }
+                try lines.write(toFile: passwordFile, atomically: true, encoding: .utf8)
+                authenticationArguments = ["--auth", "file", "--password-file", passwordFile]
+            case .pam(let service):
+                authenticationArguments = ["--auth", "pam", "--pam-service", service]
             }
-            try lines.write(toFile: passwordFile, atomically: true, encoding: .utf8)
 
             let outputPath = directory + "/stdout"
             let logPath = directory + "/airlock-wsman.log"
@@ -93,7 +116,7 @@ final class GatewayProcess: Sendable {
             if let tls {
                 arguments += ["--listen-https", "127.0.0.1:0", "--certificate", tls.certificatePath, "--private-key", tls.privateKeyPath]
             }
-            arguments += ["--socket", socketPath, "--auth", "file", "--password-file", passwordFile, "--log-level", "debug"] + extraArguments
+            arguments += ["--socket", socketPath] + authenticationArguments + ["--log-level", "debug"] + extraArguments
             let pid = try ProcessControl.spawn(
                 executable: executable, arguments: arguments, environment: environment,
                 fileDescriptors: [.init(source: null, target: 0), .init(source: output, target: 1), .init(source: log, target: 2)],
@@ -107,12 +130,21 @@ final class GatewayProcess: Sendable {
         }
     }
 
-    /// Starts a gateway, runs `body` with it, and stops it however `body` ends.
+    /// Starts a gateway with a password file of `users`, runs `body` with it, and stops it
+    /// however `body` ends.
     static func with<Result>(
         socketPath: String, users: [User], tls: TestCertificate? = nil, extraArguments: [String] = [],
         _ body: (GatewayProcess) async throws -> Result
     ) async throws -> Result {
-        let gateway = try await start(socketPath: socketPath, users: users, tls: tls, extraArguments: extraArguments)
+        try await with(socketPath: socketPath, authentication: .passwordFile(users), tls: tls, extraArguments: extraArguments, body)
+    }
+
+    /// Starts a gateway, runs `body` with it, and stops it however `body` ends.
+    static func with<Result>(
+        socketPath: String, authentication: Authentication, tls: TestCertificate? = nil, extraArguments: [String] = [],
+        _ body: (GatewayProcess) async throws -> Result
+    ) async throws -> Result {
+        let gateway = try await start(socketPath: socketPath, authentication: authentication, tls: tls, extraArguments: extraArguments)
         do {
             let result = try await body(gateway)
             await gateway.stop()

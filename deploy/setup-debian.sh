@@ -6,8 +6,9 @@ packages=(libsystemd-dev libpam0g-dev pkg-config systemd)
 if [ "${AIRLOCK_SETUP_TESTS:-1}" = 1 ]; then
     # The systemd integration test boots a real systemd in a container.
     packages+=(systemd-container debootstrap)
-    # The WS-Man gateway tests drive airlock-wsman with pywinrm and pypsrp from a venv.
-    packages+=(python3-venv)
+    # The WS-Man gateway tests drive airlock-wsman with pywinrm and pypsrp from a venv,
+    # and make a certificate for its HTTPS listener with openssl.
+    packages+=(python3-venv openssl)
 fi
 
 # The Python WinRM clients the gateway tests run (Tests/Gateway/*.py), in a venv at the

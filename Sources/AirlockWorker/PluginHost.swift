@@ -770,7 +770,12 @@ final class PluginHost: @unchecked Sendable {
             if aborted { return WSManError.operationAborted }
 
             let carriesEnd = last && (state != nil || flags & endFlags != 0 || exitCode != 0)
-            if !drop || carriesEnd {
+            if !drop, case .binary(let bytes) = data {
+                channel.sendBinaryResult(
+                    operation: operation.id, flags: last ? flags : flags & ~endFlags, stream: streamName,
+                    data: UnsafeRawBufferPointer(rebasing: bytes[offset..<end]),
+                    commandState: last ? state : nil, exitCode: last ? exitCode : 0)
+            } else if !drop || carriesEnd {
                 let piece: WSManData
                 switch data {
                 case .none: piece = .none

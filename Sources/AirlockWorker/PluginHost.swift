@@ -48,7 +48,14 @@ final class PluginHost: @unchecked Sendable {
     private var earlyCancels: Set<UInt64> = []
     /// Ids of recently finished operations, so a late cancel is not taken for an early one.
     private var recentlyFinished: Set<UInt64> = []
+    /// The last ``recentlyFinishedLimit`` finished ids, a ring from `recentlyFinishedNext`.
     private var recentlyFinishedOrder: [UInt64] = []
+    private var recentlyFinishedNext = 0
+    static let recentlyFinishedLimit = 4096
+    /// eventfds of finished operations that were never signalled, for the next requests
+    /// (saves an `eventfd` and a `close` per operation).
+    private var spareCancelEvents: [EventDescriptor] = []
+    static let spareCancelEventLimit = 32
     /// Shells not yet released.
     private var shells: [UInt64: ShellRecord] = [:]
     /// The reported contexts of those shells.
@@ -258,7 +265,10 @@ final class PluginHost: @unchecked Sendable {
     private func start(_ request: OperationRequest, operationID: UInt64) {
         let cancelEvent: EventDescriptor
         do {
-            cancelEvent = try EventDescriptor()
+            lock.lock()
+            let spare = spareCancelEvents.popLast()
+            lock.unlock()
+            cancelEvent = try spare ?? EventDescriptor()
         } catch {
             reject(operationID, WSManError.outOfMemory, "the worker of plug-in \(pluginName) cannot create the request's eventfd: \(error)")
             return
@@ -373,9 +383,12 @@ final class PluginHost: @unchecked Sendable {
     /// Remembers that an operation finished (the lock is held).
     private func noteFinished(_ id: UInt64) {
         recentlyFinished.insert(id)
-        recentlyFinishedOrder.append(id)
-        if recentlyFinishedOrder.count > 4096 {
-            recentlyFinished.remove(recentlyFinishedOrder.removeFirst())
+        if recentlyFinishedOrder.count < Self.recentlyFinishedLimit {
+            recentlyFinishedOrder.append(id)
+        } else {
+            recentlyFinished.remove(recentlyFinishedOrder[recentlyFinishedNext])
+            recentlyFinishedOrder[recentlyFinishedNext] = id
+            recentlyFinishedNext = (recentlyFinishedNext + 1) % Self.recentlyFinishedLimit
         }
     }
 
@@ -482,9 +495,16 @@ final class PluginHost: @unchecked Sendable {
     /// Frees the blocks of operations that left quarantine (no lock held); each eventfd
     /// closes when its operation is deallocated.
     private func free(_ operations: [Operation]) {
+        if operations.isEmpty { return }
         for operation in operations {
             operation.block.free()
         }
+        // An eventfd never signalled (counter 0) serves the next request as new.
+        lock.lock()
+        for operation in operations where !operation.cancelled && spareCancelEvents.count < Self.spareCancelEventLimit {
+            spareCancelEvents.append(operation.cancelEvent)
+        }
+        lock.unlock()
     }
 
     /// Queues a command's release once it has ended and nothing uses its context (lock held).

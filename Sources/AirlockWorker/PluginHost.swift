@@ -532,20 +532,21 @@ final class PluginHost: @unchecked Sendable {
         }
     }
 
-    private func commandReleased(_ command: CommandRecord) {
+    /// `contextForgotten`: the housekeeper already took the context out of the live set.
+    private func commandReleased(_ command: CommandRecord, contextForgotten: Bool = false) {
         let shell = command.shell
         shell.commands[command.id] = nil
-        if command.contextReported {
+        if command.contextReported && !contextForgotten {
             shell.commandContexts.remove(UInt(bitPattern: command.context))
         }
         checkRelease(shell)
     }
 
-    private func shellReleased(_ shell: ShellRecord) {
+    private func shellReleased(_ shell: ShellRecord, contextForgotten: Bool = false) {
         if shells[shell.id] === shell {
             shells[shell.id] = nil
         }
-        if shell.contextReported {
+        if shell.contextReported && !contextForgotten {
             shellContexts.remove(UInt(bitPattern: shell.context))
         }
     }
@@ -565,16 +566,25 @@ final class PluginHost: @unchecked Sendable {
             let job = releaseJobs.removeFirst()
             housekeeperBusy = true
             let skip = shutdownCalled.load(ordering: .relaxed)
+            // The context stops being live before the release callback runs: once the
+            // plug-in frees it, another thread may get the same address for a new shell
+            // or command and report it, which is no duplicate.
+            switch job {
+            case .command(let command):
+                command.shell.commandContexts.remove(UInt(bitPattern: command.context))
+            case .shell(let shell):
+                shellContexts.remove(UInt(bitPattern: shell.context))
+            }
             lock.unlock()
             switch job {
             case .command(let command):
                 if !skip { library.releaseCommandContext?(command.shell.context, command.context) }
                 lock.lock()
-                commandReleased(command)
+                commandReleased(command, contextForgotten: true)
             case .shell(let shell):
                 if !skip { library.releaseShellContext?(shell.context) }
                 lock.lock()
-                shellReleased(shell)
+                shellReleased(shell, contextForgotten: true)
             }
         }
     }

@@ -106,13 +106,12 @@ final class ReadSide: @unchecked Sendable {
         parking.unlock()
     }
 
-    /// Makes a parked reader thread read again as soon as the socket is free.
+    /// Makes a parked reader thread read again as soon as the socket is free. Also when it
+    /// is reading: it may be about to park, and must not then.
     func wakeReader() {
         parking.lock()
-        if owner != .readerThread {
-            wake = true
-            parking.signal()
-        }
+        wake = true
+        if owner != .readerThread { parking.signal() }
         parking.unlock()
     }
 

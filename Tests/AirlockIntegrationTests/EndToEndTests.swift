@@ -368,6 +368,33 @@ struct EndToEndTests {
         #expect(later?.kind == .connectionLost)
     }
 
+    @Test("when airlockd dies, a blocking call that reads its own answer fails instead of hanging")
+    func connectionLossDuringBlockingCalls() async throws {
+        let daemon = try await Daemon.start()
+        let connection: AirlockConnection
+        do {
+            connection = try await daemon.connect()
+        } catch {
+            await daemon.stop()
+            throw error
+        }
+        defer { connection.close() }
+        // Blocking calls back to back: the reader thread parks, the callers read.
+        let before = await Self.onPlainThread { () throws(AirlockError) in
+            for _ in 0..<50 { try connection.pingBlocking() }
+        }
+        #expect(before == nil)
+        _ = try? ProcessControl.kill(daemon.pid, signal: SIGKILL)
+        await daemon.stop()
+        let failure = await Self.onPlainThread { () throws(AirlockError) in
+            for _ in 0..<3 { try connection.pingBlocking() }
+        }
+        #expect(failure?.kind == .connectionLost, "\(String(describing: failure))")
+        // The reader thread ended the connection: async calls fail at once too.
+        let later = await #expect(throws: AirlockError.self) { _ = try await connection.ping() }
+        #expect(later?.kind == .connectionLost)
+    }
+
     @Test("connecting to a socket nobody listens on is a clear error")
     func unreachable() async throws {
         let path = "/tmp/airlock-test-nonexistent-\(getpid())/s.sock"

@@ -26,6 +26,13 @@ let swiftSettings: [SwiftSetting] = [
     .swiftLanguageMode(.v6),
 ]
 
+/// C plug-ins are linked like any C shared object: without swiftc's Swift start-up object
+/// and without a dependency on libswiftCore.so, which they do not use (see
+/// Sources/Plugins/link-as-needed.sh); airlock-worker has the Swift runtime linked in.
+let cPluginLinking: [LinkerSetting] = [
+    .unsafeFlags(["-nostartfiles", "-use-ld=\(Context.packageDirectory)/Sources/Plugins/link-as-needed.sh"]),
+]
+
 let package = Package(
     name: "Airlock",
     platforms: [.macOS(.v15)],
@@ -109,7 +116,10 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
-            swiftSettings: swiftSettings
+            // Release builds skip the dynamic exclusivity checks of the event loop's class
+            // state (about 15% of the supervisor's instructions); debug builds, and so the
+            // tests, keep them.
+            swiftSettings: swiftSettings + [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
         ),
         .target(
             name: "AirlockClient",
@@ -154,7 +164,12 @@ let package = Package(
             exclude: ["exports.list"],
             swiftSettings: swiftSettings,
             // Export exactly the host callbacks so a dlopen()ed plug-in resolves them by name.
-            linkerSettings: [.unsafeFlags(["-Xlinker", "--dynamic-list=\(Context.packageDirectory)/Sources/airlock-worker/exports.list"])]
+            // The Swift runtime is linked in (-static-stdlib): exec no longer loads
+            // libswiftCore and its companions (milliseconds of every cold start).
+            linkerSettings: [.unsafeFlags([
+                "-static-stdlib",
+                "-Xlinker", "--dynamic-list=\(Context.packageDirectory)/Sources/airlock-worker/exports.list",
+            ])]
         ),
         .executableTarget(
             name: "airlockctl",
@@ -179,13 +194,13 @@ let package = Package(
         ),
 
         // MARK: Example plug-ins (C)
-        .target(name: "AirlockPluginEcho", dependencies: ["CWSMan"], path: "Sources/Plugins/echo"),
-        .target(name: "AirlockPluginShell", dependencies: ["CWSMan"], path: "Sources/Plugins/shell"),
-        .target(name: "AirlockPluginNoop", dependencies: ["CWSMan"], path: "Sources/Plugins/noop"),
+        .target(name: "AirlockPluginEcho", dependencies: ["CWSMan"], path: "Sources/Plugins/echo", linkerSettings: cPluginLinking),
+        .target(name: "AirlockPluginShell", dependencies: ["CWSMan"], path: "Sources/Plugins/shell", linkerSettings: cPluginLinking),
+        .target(name: "AirlockPluginNoop", dependencies: ["CWSMan"], path: "Sources/Plugins/noop", linkerSettings: cPluginLinking),
 
         // MARK: Test plug-ins (C)
-        .target(name: "AirlockTestHostile", dependencies: ["CWSMan"], path: "Tests/Plugins/hostile"),
-        .target(name: "AirlockTestNoExport", dependencies: ["CWSMan"], path: "Tests/Plugins/noexport"),
+        .target(name: "AirlockTestHostile", dependencies: ["CWSMan"], path: "Tests/Plugins/hostile", linkerSettings: cPluginLinking),
+        .target(name: "AirlockTestNoExport", dependencies: ["CWSMan"], path: "Tests/Plugins/noexport", linkerSettings: cPluginLinking),
 
         // MARK: Tests
         .testTarget(

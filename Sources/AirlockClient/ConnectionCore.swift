@@ -52,6 +52,85 @@ final class EndMonitor: Sendable {
     }
 }
 
+/// The reading side of the socket. One thread reads at a time: normally the reader thread;
+/// but when the reader thread has just handed a blocking caller its answer and nothing else
+/// is in flight, it parks, and the next blocking caller reads its own answer (no hand-off
+/// between threads: one context switch less per operation). The decoder and buffer belong
+/// to whoever reads; `owner` and `wake` are guarded by `parking`.
+final class ReadSide: @unchecked Sendable {
+    enum Owner {
+        /// The reader thread reads (or is about to).
+        case readerThread
+        /// The reader thread is parked and nobody reads.
+        case free
+        /// A blocking caller reads.
+        case caller
+    }
+
+    /// How long the parked reader thread waits before it reads again by itself (so
+    /// unsolicited frames, like a server `PING`, are never left unread for long).
+    static let parkNanoseconds = 20_000_000
+
+    let parking = ParkingLock()
+    var owner = Owner.readerThread
+    /// Set to make the parked reader thread take the socket back as soon as it is free.
+    var wake = false
+
+    // Owned by the thread that reads.
+    var decoder = FrameDecoder(maxFrameSize: ProtocolLimits.handshakeMaxFrameSize)
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536, alignment: 16)
+    var handshakeDone = false
+    /// Why reading ended (set by whoever read last).
+    var ending: AirlockError?
+
+    deinit { buffer.deallocate() }
+
+    /// Takes the socket for a blocking caller when nobody reads; false otherwise.
+    func takeForCaller() -> Bool {
+        parking.lock()
+        defer { parking.unlock() }
+        guard owner == .free else { return false }
+        owner = .caller
+        return true
+    }
+
+    /// A blocking caller gives the socket back; `wakeReader` makes the reader thread read
+    /// again at once (other operations are in flight, or the connection ended).
+    func releaseFromCaller(wakeReader: Bool) {
+        parking.lock()
+        owner = .free
+        if wakeReader {
+            wake = true
+            parking.signal()
+        }
+        parking.unlock()
+    }
+
+    /// Makes a parked reader thread read again as soon as the socket is free. Also when it
+    /// is reading: it may be about to park, and must not then.
+    func wakeReader() {
+        parking.lock()
+        wake = true
+        if owner != .readerThread { parking.signal() }
+        parking.unlock()
+    }
+
+    /// The reader thread parks until woken with the socket free, or until the socket has
+    /// been free for a whole ``parkNanoseconds``; it then owns the socket again.
+    func parkReader() {
+        parking.lock()
+        if owner == .readerThread { owner = .free }
+        while true {
+            if owner == .free && wake { break }
+            let timedOut = parking.wait(nanoseconds: Self.parkNanoseconds)
+            if owner == .free && (timedOut || wake) { break }
+        }
+        wake = false
+        owner = .readerThread
+        parking.unlock()
+    }
+}
+
 /// One connection to `airlockd`: the socket, the writer, the reader thread and the table of
 /// operations in flight. ``AirlockConnection`` owns it; the reader thread keeps it alive
 /// until the socket is closed.
@@ -89,6 +168,9 @@ final class ConnectionCore: Sendable {
     private let nextOperationID = Atomic<UInt64>(1)
     private let outgoingFrameLimit = Atomic<Int>(ProtocolLimits.handshakeMaxFrameSize)
     private let idleWaiters = Mutex<[BlockingWaiter]>([])
+    private let readSide = ReadSide()
+    /// Set when the last frame routed answered a blocking caller (the reader may park).
+    private let answeredBlockingCaller = Atomic<Bool>(false)
 
     /// Seconds to wait for `HELLO_ACK`.
     static let handshakeTimeoutMilliseconds: Int32 = 10_000
@@ -172,6 +254,7 @@ final class ConnectionCore: Sendable {
                     continuation.resume(returning: .failure(early))
                     return
                 }
+                readSide.wakeReader()
                 if let error = write(Frame(operationID: id, message: message)) {
                     complete(id, with: .failure(error))
                 }
@@ -193,10 +276,26 @@ final class ConnectionCore: Sendable {
             return nil
         }
         if let refused { return .failure(refused) }
+        let readsItself = readSide.takeForCaller()
         if let error = write(Frame(operationID: id, message: message)) {
             complete(id, with: .failure(error))
         }
-        waiter.semaphore.wait()
+        if readsItself {
+            // The reader thread is parked: read and route frames here until ours is answered.
+            var ended = false
+            while !waiter.semaphore.tryWait() {
+                if readAndRoute() != nil {
+                    ended = true
+                    break
+                }
+            }
+            let othersInFlight = state.withLock { !$0.operations.isEmpty }
+            readSide.releaseFromCaller(wakeReader: ended || othersInFlight)
+            // When reading ended, the reader thread fails every operation, this one too.
+            if ended { waiter.semaphore.wait() }
+        } else {
+            waiter.semaphore.wait()
+        }
         let answer = waiter.answer!
         waiter.answer = nil
         idleWaiters.withLock { if $0.count < 16 { $0.append(waiter) } }
@@ -222,6 +321,7 @@ final class ConnectionCore: Sendable {
             continuation.finish(throwing: refused)
             return stream
         }
+        readSide.wakeReader()
         if let error = write(Frame(operationID: id, message: message)) {
             complete(id, with: .failure(error))
         }
@@ -325,63 +425,41 @@ final class ConnectionCore: Sendable {
             if writer.closedReason == nil { writer.closedReason = reason }
             if !writer.descriptorClosed { try? UnixSocket.shutdown(fd, .both) }
         }
+        readSide.wakeReader()
     }
 
     // MARK: - Reading (the reader thread)
 
     /// The reader thread's body: reads frames until the connection ends, routes each to its
     /// operation, and finally fails whatever is still in flight and closes the socket.
+    /// After answering a blocking caller with nothing else in flight it parks, so the next
+    /// blocking caller reads its own answer (see ``ReadSide``).
     func readLoop() {
-        var decoder = FrameDecoder(maxFrameSize: ProtocolLimits.handshakeMaxFrameSize)
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536, alignment: 16)
-        defer { buffer.deallocate() }
-        var handshakeDone = false
-        var ending: AirlockError?
-        reading: while ending == nil {
-            if !handshakeDone {
+        let read = readSide
+        reading: while read.ending == nil {
+            if !read.handshakeDone {
                 do {
                     let ready = try Posix.poll(fd, for: [.input], timeoutMilliseconds: Self.handshakeTimeoutMilliseconds)
                     if ready.isEmpty {
-                        ending = AirlockError(
+                        read.ending = AirlockError(
                             kind: .protocolViolation, code: WSManError.operationTimedOut,
                             message: "airlockd at \(socketPath) did not answer HELLO within \(Self.handshakeTimeoutMilliseconds / 1000) seconds (is this an airlockd socket?)")
                         break reading
                     }
                 } catch {
-                    ending = .connectionLost(socketPath: socketPath, "\(error)")
+                    read.ending = .connectionLost(socketPath: socketPath, "\(error)")
                     break reading
                 }
             }
-            let capacity = min(buffer.count, decoder.readCapacity)
-            let count: Int
-            do {
-                guard let received = try Posix.receive(fd, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<capacity])) else { continue }
-                count = received
-            } catch {
-                ending = .connectionLost(socketPath: socketPath, "\(error)")
-                break reading
-            }
-            if count == 0 {
-                ending = .connectionLost(socketPath: socketPath, decoder.isMidFrame ? "airlockd closed the socket in the middle of a frame" : "airlockd closed the socket")
-                break reading
-            }
-            decoder.append(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
-            do {
-                while let frame = try decoder.next() {
-                    if case .helloAck(let ack) = frame.message, !handshakeDone {
-                        decoder.maxFrameSize = Int(ack.maxFrameSize)
-                        handshakeDone = true
-                    }
-                    if let error = route(frame) {
-                        ending = error
-                        break reading
-                    }
-                }
-            } catch {
-                ending = .protocolViolation(error, socketPath: socketPath)
+            if readAndRoute() != nil { break reading }
+            if read.handshakeDone && answeredBlockingCaller.load(ordering: .relaxed) && read.decoder.bufferedByteCount == 0
+                && state.withLock({ $0.operations.isEmpty && $0.failure == nil }) {
+                answeredBlockingCaller.store(false, ordering: .relaxed)
+                read.parkReader()
             }
         }
-        failAll(ending!)
+        let ending = read.ending!
+        failAll(ending)
         writer.withLock { writer in
             if writer.closedReason == nil { writer.closedReason = ending }
             if !writer.descriptorClosed {
@@ -389,6 +467,45 @@ final class ConnectionCore: Sendable {
                 try? Posix.close(fd)
             }
         }
+    }
+
+    /// Receives once (blocking) and routes every complete frame; by the thread that owns
+    /// the reading side. Returns (and records in the read side) why the connection must
+    /// end, if it must.
+    private func readAndRoute() -> AirlockError? {
+        let read = readSide
+        if let ending = read.ending { return ending }
+        let buffer = read.buffer
+        let capacity = min(buffer.count, read.decoder.readCapacity)
+        let count: Int
+        do {
+            guard let received = try Posix.receive(fd, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<capacity])) else { return nil }
+            count = received
+        } catch {
+            read.ending = .connectionLost(socketPath: socketPath, "\(error)")
+            return read.ending
+        }
+        if count == 0 {
+            read.ending = .connectionLost(socketPath: socketPath, read.decoder.isMidFrame ? "airlockd closed the socket in the middle of a frame" : "airlockd closed the socket")
+            return read.ending
+        }
+        read.decoder.append(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+        do {
+            while let frame = try read.decoder.next() {
+                if case .helloAck(let ack) = frame.message, !read.handshakeDone {
+                    read.decoder.maxFrameSize = Int(ack.maxFrameSize)
+                    read.handshakeDone = true
+                }
+                if let error = route(frame) {
+                    read.ending = error
+                    return error
+                }
+            }
+        } catch {
+            read.ending = .protocolViolation(error, socketPath: socketPath)
+            return read.ending
+        }
+        return nil
     }
 
     /// Routes one frame; returns an error when the connection must end.
@@ -503,6 +620,7 @@ final class ConnectionCore: Sendable {
     /// Ends operation `id` with `answer` (no-op when it already ended).
     private func complete(_ id: UInt64, with answer: Answer) {
         guard let operation = state.withLock({ $0.operations.removeValue(forKey: id) }) else { return }
+        if case .thread = operation.waiter { answeredBlockingCaller.store(true, ordering: .relaxed) }
         Self.resume(operation.waiter, with: answer)
     }
 

@@ -35,7 +35,7 @@ enum OSThread {
 
 /// A counting semaphore (`sem_t`) for a thread that waits on one operation's answer.
 final class Semaphore: @unchecked Sendable {
-    private let handle: UnsafeMutablePointer<sem_t>
+    fileprivate let handle: UnsafeMutablePointer<sem_t>
 
     init() {
         handle = .allocate(capacity: 1)
@@ -55,5 +55,56 @@ final class Semaphore: @unchecked Sendable {
     /// `sem_wait`, retried on `EINTR`.
     func wait() {
         while sem_wait(handle) == -1 && errno == EINTR {}
+    }
+}
+
+extension Semaphore {
+    /// `sem_trywait`: takes the count if it is positive; false when it is zero.
+    func tryWait() -> Bool {
+        while sem_trywait(handle) == -1 {
+            if errno != EINTR { return false }
+        }
+        return true
+    }
+}
+
+/// A mutex with one condition (`pthread_mutex_t` and a `CLOCK_MONOTONIC`
+/// `pthread_cond_t`), for a thread that parks until told or until a timeout.
+final class ParkingLock: @unchecked Sendable {
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    private let condition: UnsafeMutablePointer<pthread_cond_t>
+
+    init() {
+        mutex = .allocate(capacity: 1)
+        pthread_mutex_init(mutex, nil)
+        condition = .allocate(capacity: 1)
+        var attributes = pthread_condattr_t()
+        pthread_condattr_init(&attributes)
+        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
+        pthread_cond_init(condition, &attributes)
+        pthread_condattr_destroy(&attributes)
+    }
+
+    deinit {
+        pthread_cond_destroy(condition)
+        pthread_mutex_destroy(mutex)
+        condition.deallocate()
+        mutex.deallocate()
+    }
+
+    func lock() { pthread_mutex_lock(mutex) }
+    func unlock() { pthread_mutex_unlock(mutex) }
+
+    /// Wakes the parked thread (call with the lock held).
+    func signal() { pthread_cond_signal(condition) }
+
+    /// Waits (lock held) until signalled or `nanoseconds` pass; true when the time passed.
+    func wait(nanoseconds: Int) -> Bool {
+        var deadline = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &deadline)
+        let total = Int(deadline.tv_nsec) + nanoseconds
+        deadline.tv_sec += total / 1_000_000_000
+        deadline.tv_nsec = total % 1_000_000_000
+        return pthread_cond_timedwait(condition, mutex, &deadline) == ETIMEDOUT
     }
 }

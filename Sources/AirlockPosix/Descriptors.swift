@@ -63,6 +63,25 @@ public enum Posix {
         try retryingInterruptsUnlessWouldBlock("send", Glibc.send(fd.rawValue, buffer.baseAddress, buffer.count, flags.rawValue | AIRLOCK_MSG_NOSIGNAL))
     }
 
+    /// `sendmsg` of up to three buffers in order, with `MSG_NOSIGNAL` always added: on a
+    /// `SOCK_SEQPACKET` socket they leave as one packet, without being copied together
+    /// first. Returns the count sent, or `nil` on `EAGAIN`.
+    public static func send(
+        _ fd: FileDescriptor, _ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer,
+        _ third: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0), flags: MessageFlags = []
+    ) throws(SystemCallError) -> Int? {
+        var vectors = (
+            iovec(iov_base: UnsafeMutableRawPointer(mutating: first.baseAddress), iov_len: first.count),
+            iovec(iov_base: UnsafeMutableRawPointer(mutating: second.baseAddress), iov_len: second.count),
+            iovec(iov_base: UnsafeMutableRawPointer(mutating: third.baseAddress), iov_len: third.count))
+        return try withUnsafeMutablePointer(to: &vectors) { (tuple) throws(SystemCallError) -> Int? in
+            var header = msghdr()
+            header.msg_iov = UnsafeMutableRawPointer(tuple).assumingMemoryBound(to: iovec.self)
+            header.msg_iovlen = third.count > 0 ? 3 : 2
+            return try retryingInterruptsUnlessWouldBlock("sendmsg", Glibc.sendmsg(fd.rawValue, &header, flags.rawValue | AIRLOCK_MSG_NOSIGNAL))
+        }
+    }
+
     /// The result of ``receivePacket(_:into:flags:)``.
     public enum PacketResult: Sendable, Equatable {
         /// A whole packet of this many bytes is in the buffer.

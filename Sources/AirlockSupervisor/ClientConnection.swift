@@ -92,6 +92,9 @@ final class ClientConnection {
     /// Output at or above this pauses credits to workers; below ``lowWatermark`` they resume.
     static let highWatermark = 1 << 20
     static let lowWatermark = 256 << 10
+    /// An output buffer up to this capacity is kept when it empties (a streaming client
+    /// reuses it instead of growing a new one, page by page, for every burst).
+    static let keptOutputCapacity = 8 << 20
 
     init(id: UInt64, fd: FileDescriptor, peer: PeerIdentity, now: UInt64) {
         self.id = id
@@ -107,10 +110,23 @@ final class ClientConnection {
     /// Queues a frame; it is written at the end of the current event batch.
     func enqueue(_ frame: Frame) {
         if outputStart > 0 && outputStart == output.count {
-            output.removeAll(keepingCapacity: output.capacity <= 4 << 20)
+            output.removeAll(keepingCapacity: output.capacity <= Self.keptOutputCapacity)
             outputStart = 0
         }
         frame.encode(into: &output)
+        isDirty = true
+    }
+
+    /// Queues an encoded frame from another channel as it is, under a new type, no flags
+    /// and a new operation id (a worker's `W_RESULT` relayed as `RECEIVE_RESULT`).
+    func enqueueRelayed(_ frame: UnsafeRawBufferPointer, type: MessageType, operationID: UInt64) {
+        if outputStart > 0 && outputStart == output.count {
+            output.removeAll(keepingCapacity: output.capacity <= Self.keptOutputCapacity)
+            outputStart = 0
+        }
+        let start = output.count
+        output.append(contentsOf: frame)
+        ResultFrames.rewriteHeader(&output, at: start, type: type, operationID: operationID)
         isDirty = true
     }
 
@@ -131,9 +147,11 @@ final class ClientConnection {
             outputStart += written
         }
         if outputStart == output.count {
-            output.removeAll(keepingCapacity: output.capacity <= 4 << 20)
+            output.removeAll(keepingCapacity: output.capacity <= Self.keptOutputCapacity)
             outputStart = 0
-        } else if outputStart > 1 << 20 {
+        } else if outputStart > 1 << 20 && outputStart >= output.count - outputStart {
+            // Compact once the written part is at least as large as what is left, so
+            // each byte is moved at most once on average.
             output.removeSubrange(0..<outputStart)
             outputStart = 0
         }

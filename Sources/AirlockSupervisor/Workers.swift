@@ -270,7 +270,19 @@ extension Supervisor {
                 recycle(plugin, because: "it sent a \(size)-byte frame, above the \(config.maxFrameSize)-byte limit")
                 return
             case .packet(let count):
-                let bytes = [UInt8](UnsafeRawBufferPointer(rebasing: readBuffer[0..<count]))
+                // Results (the bulk of the traffic) are checked in place and relayed
+                // under a rewritten header: one copy, into the client's output.
+                let packet = UnsafeRawBufferPointer(rebasing: readBuffer[0..<count])
+                do {
+                    if let checked = try ResultFrames.checkWorkerResult(packet, maxFrameSize: config.maxFrameSize + 4096) {
+                        relayWorkerResult(checked, packet: packet, from: plugin)
+                        continue
+                    }
+                } catch {
+                    recycle(plugin, because: "it sent a malformed frame (\(error.message))")
+                    return
+                }
+                let bytes = [UInt8](packet)
                 let frame: Frame
                 do {
                     frame = try Frame.decode(bytes, maxFrameSize: config.maxFrameSize + 4096)
@@ -366,6 +378,26 @@ extension Supervisor {
             writeToWorker(plugin, Frame(operationID: op, flags: .final, message: .pong(token: token)))
         default:
             nonsense(plugin, frame)
+        }
+    }
+
+    /// A checked `W_RESULT` (not text): relayed to the client as `RECEIVE_RESULT` with the
+    /// payload bytes as they are, or its credit returned when nobody receives it.
+    private func relayWorkerResult(_ checked: ResultFrames.Checked, packet: UnsafeRawBufferPointer, from plugin: PluginRuntime) {
+        let op = checked.operationID
+        guard var route = plugin.routes[op], route.kind == .receive else {
+            return recycle(plugin, because: "it sent an unexpected W_RESULT frame for operation \(op) (the worker channel is untrusted; a plug-in may have written to it)")
+        }
+        route.pendingCredit &+= checked.dataByteCount
+        plugin.routes[op] = route
+        if route.connectionID != 0, let connection = connections[route.connectionID] {
+            if !connection.isDirty { dirtyConnections.append(connection) }
+            connection.enqueueRelayed(packet, type: .receiveResult, operationID: route.clientOperationID)
+            if connection.pendingOutput < ClientConnection.highWatermark && route.pendingCredit >= Self.creditBatch {
+                grantCredit(plugin, operation: op)
+            }
+        } else {
+            grantCredit(plugin, operation: op)
         }
     }
 

@@ -48,7 +48,14 @@ final class PluginHost: @unchecked Sendable {
     private var earlyCancels: Set<UInt64> = []
     /// Ids of recently finished operations, so a late cancel is not taken for an early one.
     private var recentlyFinished: Set<UInt64> = []
+    /// The last ``recentlyFinishedLimit`` finished ids, a ring from `recentlyFinishedNext`.
     private var recentlyFinishedOrder: [UInt64] = []
+    private var recentlyFinishedNext = 0
+    static let recentlyFinishedLimit = 4096
+    /// eventfds of finished operations that were never signalled, for the next requests
+    /// (saves an `eventfd` and a `close` per operation).
+    private var spareCancelEvents: [EventDescriptor] = []
+    static let spareCancelEventLimit = 32
     /// Shells not yet released.
     private var shells: [UInt64: ShellRecord] = [:]
     /// The reported contexts of those shells.
@@ -258,7 +265,10 @@ final class PluginHost: @unchecked Sendable {
     private func start(_ request: OperationRequest, operationID: UInt64) {
         let cancelEvent: EventDescriptor
         do {
-            cancelEvent = try EventDescriptor()
+            lock.lock()
+            let spare = spareCancelEvents.popLast()
+            lock.unlock()
+            cancelEvent = try spare ?? EventDescriptor()
         } catch {
             reject(operationID, WSManError.outOfMemory, "the worker of plug-in \(pluginName) cannot create the request's eventfd: \(error)")
             return
@@ -373,9 +383,12 @@ final class PluginHost: @unchecked Sendable {
     /// Remembers that an operation finished (the lock is held).
     private func noteFinished(_ id: UInt64) {
         recentlyFinished.insert(id)
-        recentlyFinishedOrder.append(id)
-        if recentlyFinishedOrder.count > 4096 {
-            recentlyFinished.remove(recentlyFinishedOrder.removeFirst())
+        if recentlyFinishedOrder.count < Self.recentlyFinishedLimit {
+            recentlyFinishedOrder.append(id)
+        } else {
+            recentlyFinished.remove(recentlyFinishedOrder[recentlyFinishedNext])
+            recentlyFinishedOrder[recentlyFinishedNext] = id
+            recentlyFinishedNext = (recentlyFinishedNext + 1) % Self.recentlyFinishedLimit
         }
     }
 
@@ -482,9 +495,16 @@ final class PluginHost: @unchecked Sendable {
     /// Frees the blocks of operations that left quarantine (no lock held); each eventfd
     /// closes when its operation is deallocated.
     private func free(_ operations: [Operation]) {
+        if operations.isEmpty { return }
         for operation in operations {
             operation.block.free()
         }
+        // An eventfd never signalled (counter 0) serves the next request as new.
+        lock.lock()
+        for operation in operations where !operation.cancelled && spareCancelEvents.count < Self.spareCancelEventLimit {
+            spareCancelEvents.append(operation.cancelEvent)
+        }
+        lock.unlock()
     }
 
     /// Queues a command's release once it has ended and nothing uses its context (lock held).
@@ -512,20 +532,21 @@ final class PluginHost: @unchecked Sendable {
         }
     }
 
-    private func commandReleased(_ command: CommandRecord) {
+    /// `contextForgotten`: the housekeeper already took the context out of the live set.
+    private func commandReleased(_ command: CommandRecord, contextForgotten: Bool = false) {
         let shell = command.shell
         shell.commands[command.id] = nil
-        if command.contextReported {
+        if command.contextReported && !contextForgotten {
             shell.commandContexts.remove(UInt(bitPattern: command.context))
         }
         checkRelease(shell)
     }
 
-    private func shellReleased(_ shell: ShellRecord) {
+    private func shellReleased(_ shell: ShellRecord, contextForgotten: Bool = false) {
         if shells[shell.id] === shell {
             shells[shell.id] = nil
         }
-        if shell.contextReported {
+        if shell.contextReported && !contextForgotten {
             shellContexts.remove(UInt(bitPattern: shell.context))
         }
     }
@@ -545,16 +566,25 @@ final class PluginHost: @unchecked Sendable {
             let job = releaseJobs.removeFirst()
             housekeeperBusy = true
             let skip = shutdownCalled.load(ordering: .relaxed)
+            // The context stops being live before the release callback runs: once the
+            // plug-in frees it, another thread may get the same address for a new shell
+            // or command and report it, which is no duplicate.
+            switch job {
+            case .command(let command):
+                command.shell.commandContexts.remove(UInt(bitPattern: command.context))
+            case .shell(let shell):
+                shellContexts.remove(UInt(bitPattern: shell.context))
+            }
             lock.unlock()
             switch job {
             case .command(let command):
                 if !skip { library.releaseCommandContext?(command.shell.context, command.context) }
                 lock.lock()
-                commandReleased(command)
+                commandReleased(command, contextForgotten: true)
             case .shell(let shell):
                 if !skip { library.releaseShellContext?(shell.context) }
                 lock.lock()
-                shellReleased(shell)
+                shellReleased(shell, contextForgotten: true)
             }
         }
     }
@@ -770,7 +800,12 @@ final class PluginHost: @unchecked Sendable {
             if aborted { return WSManError.operationAborted }
 
             let carriesEnd = last && (state != nil || flags & endFlags != 0 || exitCode != 0)
-            if !drop || carriesEnd {
+            if !drop, case .binary(let bytes) = data {
+                channel.sendBinaryResult(
+                    operation: operation.id, flags: last ? flags : flags & ~endFlags, stream: streamName,
+                    data: UnsafeRawBufferPointer(rebasing: bytes[offset..<end]),
+                    commandState: last ? state : nil, exitCode: last ? exitCode : 0)
+            } else if !drop || carriesEnd {
                 let piece: WSManData
                 switch data {
                 case .none: piece = .none

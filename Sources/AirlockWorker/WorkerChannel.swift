@@ -34,6 +34,29 @@ final class WorkerChannel: Sendable {
         }
     }
 
+    /// Sends one `W_RESULT` whose binary data is the plug-in's own memory: the header, the
+    /// data and the tail leave in one packet with one `sendmsg`, the data never copied.
+    func sendBinaryResult(
+        operation operationID: UInt64, flags: UInt32, stream: String?, data: UnsafeRawBufferPointer,
+        commandState: String?, exitCode: UInt32
+    ) {
+        let (head, tail) = ResultFrames.binaryResultParts(
+            type: .workerResult, operationID: operationID, resultFlags: flags, stream: stream, byteCount: data.count,
+            commandState: commandState, exitCode: exitCode)
+        let outcome = head.withUnsafeBytes { head in
+            tail.withUnsafeBytes { tail in
+                Result { () throws(SystemCallError) -> Int? in try Posix.send(fd, head, data, tail) }
+            }
+        }
+        if case .failure(let error) = outcome {
+            if error.errno == .brokenPipe || error.errno == .connectionReset || error.errno == .socketNotConnected {
+                _exit(0)
+            }
+            WorkerLog.write("cannot send W_RESULT (\(head.count + data.count + tail.count) bytes) on the supervisor channel (fd 3): \(error)")
+            _exit(70)
+        }
+    }
+
     /// Sends `message` with operation id `operationID`.
     func send(_ message: Message, operation operationID: UInt64 = 0, final: Bool = false) {
         send(Frame(operationID: operationID, flags: final ? .final : [], message: message))

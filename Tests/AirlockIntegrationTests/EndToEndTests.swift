@@ -286,6 +286,62 @@ struct EndToEndTests {
         }
     }
 
+    @Test("blocking calls in a row read their own answers; async calls, output and close still work after them")
+    func blockingCallsInARow() async throws {
+        try await Daemon.with { daemon in
+            let connection = try await daemon.connect()
+            let shell = try await connection.createShell(plugin: "echo")
+            let command = try await shell.run("cat")
+            // Back to back, the reader thread parks and each caller reads its own answer.
+            let first = await Self.onPlainThread { () throws(AirlockError) in
+                for _ in 0..<300 { try connection.pingBlocking() }
+            }
+            #expect(first == nil)
+            // Async calls right after: the parked reader must take the socket back.
+            for _ in 0..<20 { _ = try await connection.ping() }
+            // Blocking calls while output is being received, then async and blocking mixed.
+            async let output = command.collectOutput()
+            let second = await Self.onPlainThread { () throws(AirlockError) in
+                for index in 0..<50 {
+                    try connection.pingBlocking()
+                    if index % 10 == 0 { try command.sendBlocking(Array("\(index)\n".utf8)) }
+                }
+                try command.sendBlocking([], endOfStream: true)
+            }
+            #expect(second == nil)
+            #expect(try await output.stdoutText == "0\n10\n20\n30\n40\n")
+            let third = await Self.onPlainThread { () throws(AirlockError) in
+                for _ in 0..<50 { try connection.pingBlocking() }
+            }
+            #expect(third == nil)
+            _ = try await connection.ping()
+            try await shell.close()
+            // Closing while the reader is parked ends the connection at once.
+            let fourth = await Self.onPlainThread { () throws(AirlockError) in
+                for _ in 0..<10 { try connection.pingBlocking() }
+            }
+            #expect(fourth == nil)
+            connection.close()
+            await #expect(throws: AirlockError.self) { _ = try await connection.ping() }
+            let afterClose = await Self.onPlainThread { () throws(AirlockError) in try connection.pingBlocking() }
+            #expect(afterClose != nil)
+        }
+    }
+
+    /// Runs `body` on a thread of its own (the blocking API must not run on the pool).
+    private static func onPlainThread(_ body: @escaping @Sendable () throws(AirlockError) -> Void) async -> AirlockError? {
+        await withCheckedContinuation { (continuation: CheckedContinuation<AirlockError?, Never>) in
+            Thread.detachNewThread {
+                do throws(AirlockError) {
+                    try body()
+                    continuation.resume(returning: nil)
+                } catch {
+                    continuation.resume(returning: error)
+                }
+            }
+        }
+    }
+
     @Test("when airlockd dies, pending operations fail with a clear error")
     func connectionLoss() async throws {
         let daemon = try await Daemon.start()
@@ -309,6 +365,33 @@ struct EndToEndTests {
         #expect(error?.message.hasPrefix("the connection to airlockd at \(daemon.socketPath) was lost") == true)
         // Once the connection is gone, new requests fail at once.
         let later = await #expect(throws: AirlockError.self) { _ = try await connection.createShell(plugin: "shell") }
+        #expect(later?.kind == .connectionLost)
+    }
+
+    @Test("when airlockd dies, a blocking call that reads its own answer fails instead of hanging")
+    func connectionLossDuringBlockingCalls() async throws {
+        let daemon = try await Daemon.start()
+        let connection: AirlockConnection
+        do {
+            connection = try await daemon.connect()
+        } catch {
+            await daemon.stop()
+            throw error
+        }
+        defer { connection.close() }
+        // Blocking calls back to back: the reader thread parks, the callers read.
+        let before = await Self.onPlainThread { () throws(AirlockError) in
+            for _ in 0..<50 { try connection.pingBlocking() }
+        }
+        #expect(before == nil)
+        _ = try? ProcessControl.kill(daemon.pid, signal: SIGKILL)
+        await daemon.stop()
+        let failure = await Self.onPlainThread { () throws(AirlockError) in
+            for _ in 0..<3 { try connection.pingBlocking() }
+        }
+        #expect(failure?.kind == .connectionLost, "\(String(describing: failure))")
+        // The reader thread ended the connection: async calls fail at once too.
+        let later = await #expect(throws: AirlockError.self) { _ = try await connection.ping() }
         #expect(later?.kind == .connectionLost)
     }
 

@@ -39,6 +39,7 @@ enum CodecProperties {
     }
 
     static func checkPacket(_ input: [UInt8], maxFrameSize: Int, _ problems: inout [String]) {
+        checkResultRelay(input, maxFrameSize: maxFrameSize, &problems)
         let frame: Frame
         do {
             frame = try Frame.decode(input, maxFrameSize: maxFrameSize)
@@ -54,6 +55,62 @@ enum CodecProperties {
             if again != frame { problems.append("packet: decode(encode(frame)) != frame for \(frame.message.type.wireName)") }
         } catch {
             problems.append("packet: the re-encoded \(frame.message.type.wireName) does not decode: \(error)")
+        }
+    }
+
+    /// 3. `ResultFrames.checkWorkerResult` (the supervisor's in-place check of a
+    ///    `W_RESULT` it relays) accepts exactly what `Frame.decode` accepts, with the same
+    ///    error code, the same operation id and the data's byte count; it passes (nil) on
+    ///    every other type and on text results. `binaryResultParts` around the data is
+    ///    the frame `encode` writes.
+    static func checkResultRelay(_ input: [UInt8], maxFrameSize: Int, _ problems: inout [String]) {
+        let decoded: Result<Frame, ProtocolError>
+        do throws(ProtocolError) {
+            decoded = .success(try Frame.decode(input, maxFrameSize: maxFrameSize))
+        } catch {
+            decoded = .failure(error)
+        }
+        let checked: Result<ResultFrames.Checked?, ProtocolError> = input.withUnsafeBytes { packet in
+            do throws(ProtocolError) {
+                return .success(try ResultFrames.checkWorkerResult(packet, maxFrameSize: maxFrameSize))
+            } catch {
+                return .failure(error)
+            }
+        }
+        switch (decoded, checked) {
+        case (.success(let frame), .success(nil)):
+            // Passing is right for other types and for text results (left to the decoder).
+            if case .workerResult(let result) = frame.message {
+                if case .text = result.streamResult { break }
+                problems.append("relay: checkWorkerResult passed on a W_RESULT without text")
+            }
+        case (.failure, .success(nil)):
+            // A malformed frame of another type, or a W_RESULT whose text the decoder rejects.
+            break
+        case (.success(let frame), .success(let summary?)):
+            guard case .workerResult(let result) = frame.message else {
+                problems.append("relay: checkWorkerResult accepted a \(frame.message.type.wireName)")
+                return
+            }
+            var count: UInt32 = 0
+            if case .binary(let bytes) = result.streamResult { count = UInt32(bytes.count) }
+            if summary.operationID != frame.operationID || summary.dataByteCount != count {
+                problems.append("relay: checkWorkerResult read operation \(summary.operationID) and \(summary.dataByteCount) bytes, decode \(frame.operationID) and \(count)")
+            }
+            if case .binary(let bytes) = result.streamResult, frame.flags.isEmpty {
+                let (head, tail) = ResultFrames.binaryResultParts(
+                    type: .workerResult, operationID: frame.operationID, resultFlags: result.flags, stream: result.stream,
+                    byteCount: bytes.count, commandState: result.commandState, exitCode: result.exitCode)
+                if head + bytes + tail != input { problems.append("relay: binaryResultParts differs from encode") }
+            }
+        case (.failure(let error), .success(let summary?)):
+            problems.append("relay: checkWorkerResult accepted operation \(summary.operationID) that decode rejects: \(error)")
+        case (.success(let frame), .failure(let error)):
+            problems.append("relay: checkWorkerResult rejected a \(frame.message.type.wireName) that decode accepts: \(error)")
+        case (.failure(let expected), .failure(let error)):
+            if expected.code != error.code {
+                problems.append("relay: checkWorkerResult's error \(error) differs from decode's \(expected)")
+            }
         }
     }
 

@@ -136,7 +136,9 @@ public final class WSManGateway: Sendable {
             sslContext = try makeSSLContext(tls)
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, min(4, System.coreCount)))
-        let threadPool = NIOThreadPool(numberOfThreads: max(2, System.coreCount))
+        // Credential checks block: PAM's pam_unix sleeps about 2 s after a wrong password.
+        // Enough threads that a burst of bad logins does not hold up everyone else's.
+        let threadPool = NIOThreadPool(numberOfThreads: 16)
         threadPool.start()
         let pool = ConnectionPool(socketPath: configuration.socketPath, logger: logger)
         let service = WSManService(pool: pool, maximumEnvelopeSize: configuration.maximumEnvelopeSize, logger: logger)

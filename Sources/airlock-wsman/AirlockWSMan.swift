@@ -97,10 +97,9 @@ struct HashPassword: ParsableCommand {
         abstract: "Read one password line from standard input and print its crypt(3) hash (yescrypt) for a password file.")
 
     func run() throws {
-        guard let line = readLine(strippingNewline: true) else {
-            throw ValidationError("no password on standard input")
-        }
         do {
+            // No echo on a terminal; a trailing \r (a pasted line) is dropped.
+            let line = try PasswordHash.readPasswordLine(prompt: "Password: ")
             print(try PasswordHash.make(password: line))
         } catch {
             FileHandleStandardError.write("airlock-wsman: \(error)\n")

@@ -214,20 +214,9 @@ final class GatewayProcess: Sendable {
         if let status = stopped.withLock({ $0 }) {
             return status
         }
-        _ = try? ProcessControl.kill(pid, signal: SIGTERM)
-        let deadline = ContinuousClock.now + .seconds(10)
-        var status: WaitStatus?
-        while status == nil && ContinuousClock.now < deadline {
-            status = (try? ProcessControl.wait(pid: pid, noHang: true)) ?? nil
-            if status == nil { try? await Task.sleep(for: .milliseconds(20)) }
-        }
-        if status == nil {
-            _ = try? ProcessControl.killProcessGroup(pid, signal: SIGKILL)
-            status = (try? ProcessControl.wait(pid: pid)) ?? nil
-        }
+        let final = await terminateAndReap(pid)
         // Anything left in its process group (nothing should be).
         _ = try? ProcessControl.killProcessGroup(pid, signal: SIGKILL)
-        let final = status ?? .exited(-1)
         stopped.withLock { $0 = final }
         try? FileManager.default.removeItem(atPath: directory)
         return final

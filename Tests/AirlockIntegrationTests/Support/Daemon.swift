@@ -159,18 +159,7 @@ final class Daemon: Sendable {
             removeDirectory()
             return status
         }
-        _ = try? ProcessControl.kill(pid, signal: SIGTERM)
-        let deadline = ContinuousClock.now + .seconds(10)
-        var status: WaitStatus?
-        while status == nil && ContinuousClock.now < deadline {
-            status = (try? ProcessControl.wait(pid: pid, noHang: true)) ?? nil
-            if status == nil { try? await Task.sleep(for: .milliseconds(20)) }
-        }
-        if status == nil {
-            _ = try? ProcessControl.killProcessGroup(pid, signal: SIGKILL)
-            status = (try? ProcessControl.wait(pid: pid)) ?? nil
-        }
-        let final = status ?? .exited(-1)
+        let final = await terminateAndReap(pid)
         stopped.withLock { $0 = final }
         removeDirectory()
         return final

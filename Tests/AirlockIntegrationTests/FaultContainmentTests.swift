@@ -9,7 +9,11 @@ import Testing
 /// process and answers, `echo` was served during and after, the client got the
 /// documented error with a message naming the plug-in, the entry point and the cause,
 /// and `hostile` serves again afterwards.
-@Suite("Fault containment")
+///
+/// Serialized: each test starts its own airlockd with two sandboxed workers and several
+/// tests depend on deadlines of a few seconds; twenty of them at once on a 2-core CI
+/// machine (next to every other suite) starved each other past those deadlines.
+@Suite("Fault containment", .serialized)
 struct FaultContainmentTests {
     static let pluginFailed = WSManError.pluginFailed
     static let timedOut = WSManError.operationTimedOut
@@ -72,9 +76,9 @@ struct FaultContainmentTests {
             let connection = try await daemon.connect()
             defer { connection.close() }
             let shell = try await connection.createShell(plugin: "hostile")
-            // WSManPluginCommand returns at once; its thread crashes two seconds later, while
+            // WSManPluginCommand returns at once; its thread crashes five seconds later, while
             // the Receive waits for output.
-            let command = try await shell.run("segv-later", arguments: ["2000"])
+            let command = try await shell.run("segv-later", arguments: ["5000"])
             let error = await airlockError("the Receive") { _ = try await command.collectOutput() }
             expectError(error, code: Self.pluginFailed, mentions: ["plug-in 'hostile'", "SIGSEGV", "WSManPluginReceive"])
             #expect(error?.message.contains("WSManPluginCommand") == false, "the Command had completed: \(error?.message ?? "")")

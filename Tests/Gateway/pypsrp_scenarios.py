@@ -284,7 +284,7 @@ def plugin_crash(args: Arguments) -> dict[str, t.Any]:
     another shell while a Receive waits for a running command: both reach the client as
     WS-Man faults; the cmd shell keeps working."""
     result: dict[str, t.Any] = {}
-    for name, command_line in [("in_command", "segv"), ("during_receive", "segv-later 1000")]:
+    for name, command_line in [("in_command", "segv"), ("during_receive", "segv-later 3000")]:
         shell = WinRS(wsman(args), resource_uri=HOSTILE_URI)
         shell.open()
         process = Process(shell, command_line)

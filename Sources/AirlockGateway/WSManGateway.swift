@@ -156,7 +156,9 @@ public final class WSManGateway: Sendable {
                 let bootstrap = ServerBootstrap(group: group)
                     .serverChannelOption(.backlog, value: 256)
                     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                    .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                    // IPPROTO_TCP: at SOL_SOCKET the same number is SO_DEBUG, which needs
+                    // CAP_NET_ADMIN; without it every accepted connection was closed.
+                    .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
                     .childChannelOption(.maxMessagesPerRead, value: 16)
                     .childChannelInitializer { channel in
                         channel.eventLoop.makeCompletedFuture {

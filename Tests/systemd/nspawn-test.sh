@@ -2,7 +2,11 @@
 # Integration test under a real systemd 252: boots Debian bookworm in systemd-nspawn,
 # installs the units from deploy/ and Airlock's binaries, and checks what issue 6 asks:
 # socket activation, READY=1 and STATUS=, a plug-in running, journald's structured fields,
-# watchdog restart, workers in a delegated child cgroup, reload and stop.
+# watchdog restart, workers in a delegated child cgroup, reload and stop. With the real
+# airlockd it also runs the WS-Man gateway under deploy/airlock-wsman.service: READY=1,
+# PAM Basic authentication of a system user, a WinRM Create/Command/Receive/Delete through
+# Tests/systemd/wsman-probe.py (the container's python3), the identity the gateway asserts
+# to the socket-activated airlockd, and stop.
 #
 #   Tests/systemd/nspawn-test.sh [BUILD-DIR]
 #
@@ -142,12 +146,23 @@ if [ "${AIRLOCK_NSPAWN_MODE:-}" != stand-in ] &&
     [ -x "$build/airlockd" ] && [ -x "$build/airlock-worker" ] && [ -x "$build/airlockctl" ]; then
     mode=airlockd
 fi
+# The WS-Man gateway is tested with the real airlockd only (it needs ASSERT_IDENTITY).
+wsman=no
+[ "$mode" = airlockd ] && [ -x "$build/airlock-wsman" ] && wsman=yes
 log "mode: $mode (binaries from $build)"
 
 if [ "$mode" = airlockd ]; then
     cp "$build/airlockd" "$build/airlockctl" "$stage/bin/"
     cp "$build/airlock-worker" "$stage/libexec/"
     cp "$build"/libairlock-plugin-*.so "$stage/plugins/" 2>/dev/null
+    # The WS-Man gateway (FoundationXML: libxml2 and ICU come along with the ldd loop below).
+    if [ -x "$build/airlock-wsman" ]; then
+        cp "$build/airlock-wsman" "$stage/bin/"
+        cp "$repo/deploy/airlock-wsman.service" "$stage/units/"
+        mkdir -p "$stage/etc/pam.d"
+        cp "$repo/deploy/pam.d/airlock-wsman" "$stage/etc/pam.d/"
+        cp "$repo/Tests/systemd/wsman-probe.py" "$stage/"
+    fi
 else
     if [ ! -x "$build/airlock-systemd-probe" ]; then
         echo "nspawn-test: $build/airlock-systemd-probe missing: swift build --product airlock-systemd-probe" >&2
@@ -193,6 +208,7 @@ install -m 0644 "$s/sysusers.conf" /usr/lib/sysusers.d/airlock.conf
 install -m 0644 "$s/tmpfiles.conf" /usr/lib/tmpfiles.d/airlock.conf
 install -m 0644 "$s/etc/airlockd.json" /etc/airlock/airlockd.json
 install -m 0644 "$s"/etc/plugins.d/* /etc/airlock/plugins.d/
+if [ -d "$s/etc/pam.d" ]; then install -m 0644 "$s"/etc/pam.d/* /etc/pam.d/; fi
 systemd-sysusers
 systemd-tmpfiles --create /usr/lib/tmpfiles.d/airlock.conf
 if [ "$1" = stand-in ]; then
@@ -266,8 +282,20 @@ if ct getent group airlock >/dev/null && ct getent passwd airlock-worker >/dev/n
 else
     fail "sysusers: group airlock, user airlock-worker"
 fi
-if output=$(ct systemd-analyze verify /etc/systemd/system/airlockd.socket /etc/systemd/system/airlockd.service 2>&1) && [ -z "$output" ]; then
-    pass "systemd-analyze verify of the installed units"
+units="/etc/systemd/system/airlockd.socket /etc/systemd/system/airlockd.service"
+if [ "$wsman" = yes ]; then
+    units="$units /etc/systemd/system/airlock-wsman.service"
+    if ct getent passwd airlock-wsman >/dev/null && ct test -x /usr/bin/airlock-wsman && ct test -f /etc/pam.d/airlock-wsman &&
+        output=$(ct ldd /usr/bin/airlock-wsman 2>&1) && ! printf '%s' "$output" | grep -q 'not found'; then
+        pass "airlock-wsman installed: binary (libxml2, ICU and the Swift runtime resolved), /etc/pam.d/airlock-wsman, sysusers user airlock-wsman"
+    else
+        fail "airlock-wsman installed (binary, its libraries, PAM file, sysusers user)" "$(ct getent passwd airlock-wsman 2>&1; ct ls -l /usr/bin/airlock-wsman /etc/pam.d/airlock-wsman 2>&1; printf '%s\n' "$output" | grep 'not found')"
+    fi
+elif [ "$mode" = airlockd ]; then
+    fail "airlock-wsman is built in $build (swift build builds every product)"
+fi
+if output=$(ct systemd-analyze verify $units 2>&1) && [ -z "$output" ]; then
+    pass "systemd-analyze verify of the installed units ($(echo $units | sed 's|/etc/systemd/system/||g'))"
 else
     fail "systemd-analyze verify of the installed units" "$output"
 fi
@@ -467,6 +495,94 @@ if ct test -S "$socket" && output=$(client_check) &&
 else
     fail "activation after stop" "$output"
 fi
+# MARK: The WS-Man gateway (airlock-wsman.service)
+
+# Under its own unit: user airlock-wsman, PAM (pam_unix reading /etc/shadow through group
+# shadow, under NoNewPrivileges=), the unit's hardening, and the identity it asserts for each
+# user to airlockd (TrustedGateways), which the gateway's first connection socket-activates.
+if [ "$wsman" = yes ]; then
+    wsman_user=wsman-tester
+    wsman_password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+    wsman_port=5985
+    # The container shares the host's network: when something on the host already listens
+    # on 5985, a drop-in moves only the listener, to a free port on 127.0.0.1.
+    if [ -n "$(ct ss -Hltn 'sport = :5985' 2>/dev/null)" ]; then
+        wsman_port=$(ct python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+        ct sh -c "mkdir -p /etc/systemd/system/airlock-wsman.service.d && printf '[Service]\nExecStart=\nExecStart=/usr/bin/airlock-wsman --listen 127.0.0.1:$wsman_port --auth pam\n' >/etc/systemd/system/airlock-wsman.service.d/port-test.conf && systemctl daemon-reload"
+        log "port 5985 is taken on the host: airlock-wsman listens on 127.0.0.1:$wsman_port (drop-in)"
+    fi
+    wsman_probe() { ct python3 /airlock-stage/wsman-probe.py "$@" 2>&1; }
+    wsman_journal() { ct journalctl -b -u airlock-wsman.service --no-pager -o cat 2>&1 | tail -n 20; }
+
+    # airlockd is stopped (its socket stays) so that the gateway's connection starts it.
+    ct systemctl stop airlockd.service 2>/dev/null   # (its socket stays: no warning wanted)
+    if output=$(ct useradd --no-create-home --shell /bin/sh "$wsman_user" 2>&1) &&
+        output=$(printf '%s:%s\n' "$wsman_user" "$wsman_password" | ct chpasswd 2>&1) &&
+        ct grep -q "^$wsman_user:\\\$" /etc/shadow; then
+        pass "system user $wsman_user with a password (useradd, chpasswd)"
+    else
+        fail "system user $wsman_user with a password" "$output"
+    fi
+
+    # Type=notify: start returns once READY=1 came (or fails).
+    if output=$(ct systemctl start airlock-wsman.service 2>&1) &&
+        [ "$(prop ActiveState airlock-wsman.service)" = active ] && [ "$(prop SubState airlock-wsman.service)" = running ]; then
+        wsman_status=$(prop StatusText airlock-wsman.service)
+        if printf '%s' "$wsman_status" | grep -q "^listening on http://.*:$wsman_port/wsman" &&
+            ct_wait 5 sh -c "journalctl -b -u airlock-wsman.service -o cat | grep -q '^airlock-wsman listening on http://.*:$wsman_port/wsman'"; then
+            pass "airlock-wsman.service active via READY=1 as user $(ct ps -o user= -p "$(prop MainPID airlock-wsman.service)" 2>/dev/null); Status: \"$wsman_status\"; journal has the listening line"
+        else
+            fail "airlock-wsman.service STATUS= and listening line (StatusText: $wsman_status)" "$(wsman_journal)"
+        fi
+    else
+        fail "airlock-wsman.service starts (Type=notify, READY=1)" "$output
+$(ct systemctl status --no-pager airlock-wsman.service 2>&1)
+$(wsman_journal)"
+    fi
+
+    output=$(wsman_probe status "$wsman_port")
+    if printf '%s\n' "$output" | grep -q '^HTTP 401$' && printf '%s\n' "$output" | grep -q '^WWW-Authenticate: Basic'; then
+        pass "POST /wsman without credentials: 401 with WWW-Authenticate: Basic"
+    else
+        fail "POST /wsman without credentials: 401" "$output
+$(wsman_journal)"
+    fi
+
+    # pywinrm's run_cmd('echo', ['hi']) on one keep-alive connection.
+    if output=$(wsman_probe run "$wsman_port" "$wsman_user" "$wsman_password" echo hi) &&
+        printf '%s\n' "$output" | grep -q -x 'stdout=aGkK stderr= exit=0'; then
+        pass "PAM Basic auth, Create (ShellId), Command echo hi, Receive until Done (stdout \"hi\\n\", exit 0), Delete: all 200"
+    else
+        fail "WS-Man Create/Command/Receive/Delete as $wsman_user" "$output
+$(wsman_journal)
+$(ct journalctl -b -u airlockd.service --no-pager -o cat 2>&1 | tail -n 10)"
+    fi
+    if [ "$(prop ActiveState airlockd.service)" = active ] &&
+        ct_wait 5 sh -c "journalctl -b -u airlockd.service -t airlockd -o json | grep '\"MESSAGE\":\"identity asserted\"' | grep '\"GATEWAY\":\"airlock-wsman\"' | grep -q '\"USER\":\"$wsman_user\"'"; then
+        pass "the gateway's connection started airlockd.service, which logs \"identity asserted\" (GATEWAY=airlock-wsman USER=$wsman_user)"
+    else
+        fail "airlockd socket-activated by the gateway and logging \"identity asserted\" for $wsman_user" "$(ct systemctl status --no-pager airlockd.service 2>&1 | head -n 5)
+$(ct journalctl -b -u airlockd.service --no-pager -o cat 2>&1 | tail -n 10)"
+    fi
+
+    output=$(wsman_probe status "$wsman_port" "$wsman_user" "wrong-$wsman_password")
+    if printf '%s\n' "$output" | grep -q '^HTTP 401$' && [ "$(prop ActiveState airlock-wsman.service)" = active ] &&
+        ct_wait 5 sh -c "journalctl -b -u airlock-wsman.service -t airlock-wsman -o json | grep '\"MESSAGE\":\"authentication failed\"' | grep -q '\"USER\":\"$wsman_user\"'"; then
+        pass "a wrong password: 401, logged as \"authentication failed\" (USER=$wsman_user); airlock-wsman.service stays active"
+    else
+        fail "a wrong password: 401 (service $(prop ActiveState airlock-wsman.service))" "$output
+$(wsman_journal)"
+    fi
+
+    if output=$(ct systemctl stop airlock-wsman.service 2>&1) && [ "$(prop ActiveState airlock-wsman.service)" = inactive ] &&
+        [ "$(prop Result airlock-wsman.service)" = success ]; then
+        pass "systemctl stop airlock-wsman: inactive, Result=success"
+    else
+        fail "systemctl stop airlock-wsman (state $(prop ActiveState airlock-wsman.service), result $(prop Result airlock-wsman.service))" "$output
+$(wsman_journal)"
+    fi
+fi
+
 ct systemctl stop airlockd.service airlockd.socket
 
 failed_units=$(ct systemctl --failed --no-legend 2>/dev/null)

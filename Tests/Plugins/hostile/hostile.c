@@ -161,7 +161,18 @@ static void text_printf(struct hostile_text *text, const char *format, ...)
 static WSMAN_PLUGIN_REQUEST *volatile hostile_last_request;
 /* The result kept for `last-result`. */
 static pthread_mutex_t hostile_result_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hostile_result_kept = PTHREAD_COND_INITIALIZER;
 static char hostile_last_result[256] = "none";
+/* True between a probe's first completion (the client may already ask `last-result`,
+   which another reader thread then serves) and its keep_result. */
+static bool hostile_result_pending;
+
+static void expect_result(void)
+{
+    pthread_mutex_lock(&hostile_result_lock);
+    hostile_result_pending = true;
+    pthread_mutex_unlock(&hostile_result_lock);
+}
 
 static void keep_result(const char *format, ...)
 {
@@ -170,6 +181,8 @@ static void keep_result(const char *format, ...)
     va_start(arguments, format);
     vsnprintf(hostile_last_result, sizeof hostile_last_result, format, arguments);
     va_end(arguments);
+    hostile_result_pending = false;
+    pthread_cond_broadcast(&hostile_result_kept);
     pthread_mutex_unlock(&hostile_result_lock);
 }
 
@@ -940,6 +953,12 @@ VOID WINAPI WSManPluginCommand(WSMAN_PLUGIN_REQUEST *requestDetails, DWORD flags
         probe_ok(command);
     } else if (strcmp(verb, "last-result") == 0) {
         pthread_mutex_lock(&hostile_result_lock);
+        struct timespec deadline;
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += 10;
+        while (hostile_result_pending &&
+               pthread_cond_timedwait(&hostile_result_kept, &hostile_result_lock, &deadline) == 0) {
+        }
         text_printf(&command->output, "%s\n", hostile_last_result);
         pthread_mutex_unlock(&hostile_result_lock);
         probe_ok(command);
@@ -962,6 +981,7 @@ VOID WINAPI WSManPluginCommand(WSMAN_PLUGIN_REQUEST *requestDetails, DWORD flags
         command->request = NULL;
         command->reported = command->ended = true;
         pthread_mutex_unlock(&command->lock);
+        expect_result();
         DWORD first = WSManPluginOperationComplete(requestDetails, 0, NO_ERROR, NULL);
         DWORD second = WSManPluginOperationComplete(requestDetails, 0, NO_ERROR, NULL);
         keep_result("double-complete first=%u second=%u", first, second);

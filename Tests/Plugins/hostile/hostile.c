@@ -1095,6 +1095,7 @@ VOID WINAPI WSManPluginReceive(WSMAN_PLUGIN_REQUEST *requestDetails, DWORD flags
     }
     if (strcmp(verb, "result-after-complete") == 0 || strcmp(verb, "context-after-complete") == 0) {
         command->finished = true;
+        expect_result(); /* the Receive's Done reaches the client before keep_result below */
         hostile_deliver(requestDetails, command);
         WSManPluginOperationComplete(requestDetails, 0, NO_ERROR, NULL);
         DWORD error;

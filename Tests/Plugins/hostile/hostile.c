@@ -968,6 +968,10 @@ VOID WINAPI WSManPluginCommand(WSMAN_PLUGIN_REQUEST *requestDetails, DWORD flags
         command->exit_code = 127;
     }
 
+    if (strcmp(verb, "double-complete") == 0) {
+        /* Before the context is reported: that already answers the client's RUN_COMMAND. */
+        expect_result();
+    }
     WSManPluginRegisterShutdownCallback(requestDetails, hostile_command_cancelled, command);
     bool cancelled = requestDetails->shutdownNotification;
     DWORD reported = WSManPluginReportContext(requestDetails, 0, command);
@@ -981,7 +985,6 @@ VOID WINAPI WSManPluginCommand(WSMAN_PLUGIN_REQUEST *requestDetails, DWORD flags
         command->request = NULL;
         command->reported = command->ended = true;
         pthread_mutex_unlock(&command->lock);
-        expect_result();
         DWORD first = WSManPluginOperationComplete(requestDetails, 0, NO_ERROR, NULL);
         DWORD second = WSManPluginOperationComplete(requestDetails, 0, NO_ERROR, NULL);
         keep_result("double-complete first=%u second=%u", first, second);

@@ -17,7 +17,7 @@ import Testing
             layers: [.userNamespace, .landlock, .seccomp], runAsUID: 65534, runAsGID: nil,
             memoryBytes: 123_456_789_012, maxTasks: 7, maxOpenFiles: 99, allowNetwork: true,
             stateDirectory: "/var/lib/airlock/echo", readPaths: ["/a", "/b ü"], writePaths: ["/w"],
-            cgroupPath: "/sys/fs/cgroup/x/workers/echo")
+            cgroupPath: "/sys/fs/cgroup/x/workers/echo", supplementaryGroups: [65534, 27, 4_000_000_000])
         #expect(try SandboxProfile(decoding: profile.encoded()) == profile)
         #expect(try SandboxProfile(decoding: SandboxProfile().encoded()) == SandboxProfile())
     }
@@ -40,6 +40,7 @@ import Testing
             0x01, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x72,  // ["r"]
             0x00, 0x00, 0x00, 0x00,                          // []
             0x00, 0x00, 0x00, 0x00,                          // ""
+            0x00, 0x00, 0x00, 0x00,                          // supplementaryGroups []
         ]
         #expect(profile.encoded() == expected)
     }
@@ -55,10 +56,10 @@ import Testing
         badBool[28] = 2
         #expect(throws: SandboxProfileDecodingError.self) { try SandboxProfile(decoding: badBool) }
         var nul = good
-        nul[nul.count - 4 - 4 - 4 - 1] = 0   // the last byte of "/s"
+        nul[nul.count - 4 - 4 - 4 - 4 - 1] = 0   // the last byte of "/s"
         #expect(throws: SandboxProfileDecodingError.self) { try SandboxProfile(decoding: nul) }
         var hugeList = good
-        hugeList.replaceSubrange((good.count - 12)..<(good.count - 8), with: [0xFF, 0xFF, 0xFF, 0x7F])
+        hugeList.replaceSubrange((good.count - 16)..<(good.count - 12), with: [0xFF, 0xFF, 0xFF, 0x7F])
         #expect(throws: SandboxProfileDecodingError.self) { try SandboxProfile(decoding: hugeList) }
     }
 

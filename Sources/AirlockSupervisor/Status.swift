@@ -170,7 +170,7 @@ extension Supervisor {
         _ = parent.withCString { chmod($0, 0o711) }
         let directory = parent + "/" + plugin.name
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        if let (uid, gid, _) = try workerIdentity(plugin) {
+        if let (uid, gid) = try workerIdentity(plugin) {
             _ = directory.withCString { chown($0, uid, gid) }
             try checkTraversable(Self.realPath(directory), uid: uid, gid: gid, plugin: plugin)
         }
@@ -196,7 +196,7 @@ extension Supervisor {
 
     /// The uid and gid the worker runs as: RunAsUser when set; `nobody` when airlockd
     /// runs as root; unchanged otherwise (nil).
-    func workerIdentity(_ plugin: PluginRuntime) throws -> (uid: UInt32, gid: UInt32, groups: [UInt32])? {
+    func workerIdentity(_ plugin: PluginRuntime) throws -> (uid: UInt32, gid: UInt32)? {
         guard getuid() == 0 else {
             if plugin.config.runAsUser != nil {
                 throw ConfigurationError("plug-in '\(plugin.name)': RunAsUser needs airlockd to run as root")
@@ -214,8 +214,7 @@ extension Supervisor {
             }
             gid = found
         }
-        // The worker sets these groups without looking the user up itself (startup time).
-        return (user.uid, gid, UserDatabase.groupList(user: name, gid: gid))
+        return (user.uid, gid)
     }
 
     func sandboxProfile(_ plugin: PluginRuntime, stateDirectory: String, cgroupPath: String) throws -> [UInt8] {
@@ -225,7 +224,8 @@ extension Supervisor {
         if let identity = try workerIdentity(plugin) {
             profile.runAsUID = identity.uid
             profile.runAsGID = identity.gid
-            profile.supplementaryGroups = identity.groups
+            // The worker sets these groups without looking the user up itself (startup time).
+            profile.supplementaryGroups = UserDatabase.groupList(user: plugin.config.runAsUser ?? "nobody", gid: identity.gid)
         }
         profile.memoryBytes = settings.memoryMB * 1024 * 1024
         profile.maxTasks = settings.maxTasks

@@ -45,7 +45,7 @@ import Testing
         #expect(profile.encoded() == expected)
     }
 
-    @Test func strictDecoding() {
+    @Test func strictDecoding() throws {
         let good = SandboxProfile(stateDirectory: "/s").encoded()
         #expect(throws: SandboxProfileDecodingError.self) { try SandboxProfile(decoding: Array(good.dropLast())) }
         #expect(throws: SandboxProfileDecodingError.self) { try SandboxProfile(decoding: good + [0]) }
@@ -61,6 +61,13 @@ import Testing
         var hugeList = good
         hugeList.replaceSubrange((good.count - 16)..<(good.count - 12), with: [0xFF, 0xFF, 0xFF, 0x7F])
         #expect(throws: SandboxProfileDecodingError.self) { try SandboxProfile(decoding: hugeList) }
+        // supplementaryGroups: a count the remaining bytes cannot hold, and a partial group.
+        var hugeGroups = good
+        hugeGroups.replaceSubrange((good.count - 4)..<good.count, with: [0x02, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00])
+        #expect(throws: SandboxProfileDecodingError.self) { try SandboxProfile(decoding: hugeGroups) }
+        let withGroups = SandboxProfile(runAsUID: 65534, runAsGID: 65534, supplementaryGroups: [65534, 27]).encoded()
+        #expect(try SandboxProfile(decoding: withGroups).supplementaryGroups == [65534, 27])
+        #expect(throws: SandboxProfileDecodingError.self) { try SandboxProfile(decoding: Array(withGroups.dropLast(2))) }
     }
 
     @Test func denyListNamesTheDangerousCalls() {

@@ -107,7 +107,9 @@ let package = Package(
         .target(
             name: "AirlockWorker",
             dependencies: ["AirlockProtocol", "AirlockPosix", "AirlockSandbox", "CWSMan", "CAirlockShims"],
-            swiftSettings: swiftSettings
+            // As for the supervisor: release builds skip the dynamic exclusivity checks
+            // (swift::runtime::AccessSet on every request); debug builds and tests keep them.
+            swiftSettings: swiftSettings + [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
         ),
         .target(
             name: "AirlockSupervisor",

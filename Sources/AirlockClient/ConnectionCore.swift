@@ -479,6 +479,11 @@ final class ConnectionCore: Sendable {
         let capacity = min(buffer.count, read.decoder.readCapacity)
         let count: Int
         do {
+            // Sleep in poll(POLLIN), not in recv: a thread blocked in recv on a stream
+            // socket is also woken each time airlockd reads what this side sent (the
+            // kernel's write-space wake-up), one useless context switch per request;
+            // poll's wake-up filters on the events asked for.
+            _ = try Posix.poll(fd, for: [.input], timeoutMilliseconds: -1)
             guard let received = try Posix.receive(fd, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<capacity])) else { return nil }
             count = received
         } catch {

@@ -206,10 +206,10 @@ struct Confinement {
         let uid = profile.runAsUID ?? getuid()
         let gid = profile.runAsGID ?? getgid()
         if geteuid() == 0 {
-            var groups: [gid_t] = [gid]
-            if profile.runAsUID != nil, let user = UserDatabase.userName(uid: uid) {
-                groups = UserDatabase.groupList(user: user, gid: gid)
-            }
+            // The supervisor resolved the user's groups (no NSS lookup here: it loaded
+            // libnss_systemd and read /etc/group at every worker start).
+            let groups: [gid_t] = profile.runAsUID != nil && !profile.supplementaryGroups.isEmpty
+                ? profile.supplementaryGroups : [gid]
             _ = try retrying("setgroups", airlock_setgroups(groups.count, groups))
         }
         if gid != getgid() || gid != getegid() {

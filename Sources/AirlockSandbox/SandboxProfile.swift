@@ -60,6 +60,10 @@ public struct SandboxProfile: Sendable, Equatable {
     public var writePaths: [String]
     /// A cgroup v2 directory the worker joins first; empty = none.
     public var cgroupPath: String
+    /// The groups `setgroups` installs when the worker changes user (root only): the run-as
+    /// user's groups, primary group included, resolved by the supervisor so the worker does
+    /// no user-database (NSS) lookup at start. Empty = only ``runAsGID``.
+    public var supplementaryGroups: [UInt32]
 
     /// The default memory cap: 1024 MiB.
     public static let defaultMemoryBytes: UInt64 = 1024 * 1024 * 1024
@@ -75,7 +79,8 @@ public struct SandboxProfile: Sendable, Equatable {
         stateDirectory: String = "",
         readPaths: [String] = [],
         writePaths: [String] = [],
-        cgroupPath: String = ""
+        cgroupPath: String = "",
+        supplementaryGroups: [UInt32] = []
     ) {
         self.layers = layers
         self.runAsUID = runAsUID
@@ -88,13 +93,15 @@ public struct SandboxProfile: Sendable, Equatable {
         self.readPaths = readPaths
         self.writePaths = writePaths
         self.cgroupPath = cgroupPath
+        self.supplementaryGroups = supplementaryGroups
     }
 
     private static let unchanged: UInt32 = 0xFFFF_FFFF
 
     /// The wire encoding (PROTOCOL.md §8): u32 layers, u32 runAsUID (0xFFFFFFFF = unchanged),
     /// u32 runAsGID, u64 memoryBytes, u32 maxTasks, u32 maxOpenFiles, bool allowNetwork,
-    /// str stateDirectory, list<str> readPaths, list<str> writePaths, str cgroupPath.
+    /// str stateDirectory, list<str> readPaths, list<str> writePaths, str cgroupPath,
+    /// list<u32> supplementaryGroups.
     public func encoded() -> [UInt8] {
         var writer = LittleEndianWriter()
         writer.u32(layers.rawValue)
@@ -110,6 +117,8 @@ public struct SandboxProfile: Sendable, Equatable {
         writer.u32(UInt32(writePaths.count))
         for path in writePaths { writer.string(path) }
         writer.string(cgroupPath)
+        writer.u32(UInt32(supplementaryGroups.count))
+        for group in supplementaryGroups { writer.u32(group) }
         return writer.bytes
     }
 
@@ -138,6 +147,7 @@ public struct SandboxProfile: Sendable, Equatable {
         readPaths = try reader.stringList()
         writePaths = try reader.stringList()
         cgroupPath = try reader.string()
+        supplementaryGroups = try reader.u32List()
         guard reader.remaining == 0 else {
             throw SandboxProfileDecodingError("\(reader.remaining) extra bytes after the sandbox profile")
         }
@@ -210,6 +220,15 @@ struct LittleEndianReader {
             throw SandboxProfileDecodingError("a sandbox profile string is not valid UTF-8 or contains NUL")
         }
         return text
+    }
+
+    mutating func u32List() throws(SandboxProfileDecodingError) -> [UInt32] {
+        let count = Int(try u32())
+        guard count <= remaining / 4 else { throw SandboxProfileDecodingError("list count \(count) exceeds the sandbox profile") }
+        var result: [UInt32] = []
+        result.reserveCapacity(count)
+        for _ in 0..<count { result.append(try u32()) }
+        return result
     }
 
     mutating func stringList() throws(SandboxProfileDecodingError) -> [String] {

@@ -196,7 +196,7 @@ extension Supervisor {
 
     /// The uid and gid the worker runs as: RunAsUser when set; `nobody` when airlockd
     /// runs as root; unchanged otherwise (nil).
-    func workerIdentity(_ plugin: PluginRuntime) throws -> (UInt32, UInt32)? {
+    func workerIdentity(_ plugin: PluginRuntime) throws -> (uid: UInt32, gid: UInt32)? {
         guard getuid() == 0 else {
             if plugin.config.runAsUser != nil {
                 throw ConfigurationError("plug-in '\(plugin.name)': RunAsUser needs airlockd to run as root")
@@ -221,9 +221,11 @@ extension Supervisor {
         let settings = plugin.config.sandbox
         var profile = SandboxProfile()
         profile.layers = settings.layers
-        if let (uid, gid) = try workerIdentity(plugin) {
-            profile.runAsUID = uid
-            profile.runAsGID = gid
+        if let identity = try workerIdentity(plugin) {
+            profile.runAsUID = identity.uid
+            profile.runAsGID = identity.gid
+            // The worker sets these groups without looking the user up itself (startup time).
+            profile.supplementaryGroups = UserDatabase.groupList(user: plugin.config.runAsUser ?? "nobody", gid: identity.gid)
         }
         profile.memoryBytes = settings.memoryMB * 1024 * 1024
         profile.maxTasks = settings.maxTasks

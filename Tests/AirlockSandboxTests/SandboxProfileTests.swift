@@ -17,7 +17,7 @@ import Testing
             layers: [.userNamespace, .landlock, .seccomp], runAsUID: 65534, runAsGID: nil,
             memoryBytes: 123_456_789_012, maxTasks: 7, maxOpenFiles: 99, allowNetwork: true,
             stateDirectory: "/var/lib/airlock/echo", readPaths: ["/a", "/b ü"], writePaths: ["/w"],
-            cgroupPath: "/sys/fs/cgroup/x/workers/echo")
+            cgroupPath: "/sys/fs/cgroup/x/workers/echo", supplementaryGroups: [65534, 27, 4_000_000_000])
         #expect(try SandboxProfile(decoding: profile.encoded()) == profile)
         #expect(try SandboxProfile(decoding: SandboxProfile().encoded()) == SandboxProfile())
     }
@@ -40,11 +40,12 @@ import Testing
             0x01, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x72,  // ["r"]
             0x00, 0x00, 0x00, 0x00,                          // []
             0x00, 0x00, 0x00, 0x00,                          // ""
+            0x00, 0x00, 0x00, 0x00,                          // supplementaryGroups []
         ]
         #expect(profile.encoded() == expected)
     }
 
-    @Test func strictDecoding() {
+    @Test func strictDecoding() throws {
         let good = SandboxProfile(stateDirectory: "/s").encoded()
         #expect(throws: SandboxProfileDecodingError.self) { try SandboxProfile(decoding: Array(good.dropLast())) }
         #expect(throws: SandboxProfileDecodingError.self) { try SandboxProfile(decoding: good + [0]) }
@@ -55,11 +56,18 @@ import Testing
         badBool[28] = 2
         #expect(throws: SandboxProfileDecodingError.self) { try SandboxProfile(decoding: badBool) }
         var nul = good
-        nul[nul.count - 4 - 4 - 4 - 1] = 0   // the last byte of "/s"
+        nul[nul.count - 4 - 4 - 4 - 4 - 1] = 0   // the last byte of "/s"
         #expect(throws: SandboxProfileDecodingError.self) { try SandboxProfile(decoding: nul) }
         var hugeList = good
-        hugeList.replaceSubrange((good.count - 12)..<(good.count - 8), with: [0xFF, 0xFF, 0xFF, 0x7F])
+        hugeList.replaceSubrange((good.count - 16)..<(good.count - 12), with: [0xFF, 0xFF, 0xFF, 0x7F])
         #expect(throws: SandboxProfileDecodingError.self) { try SandboxProfile(decoding: hugeList) }
+        // supplementaryGroups: a count the remaining bytes cannot hold, and a partial group.
+        var hugeGroups = good
+        hugeGroups.replaceSubrange((good.count - 4)..<good.count, with: [0x02, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00])
+        #expect(throws: SandboxProfileDecodingError.self) { try SandboxProfile(decoding: hugeGroups) }
+        let withGroups = SandboxProfile(runAsUID: 65534, runAsGID: 65534, supplementaryGroups: [65534, 27]).encoded()
+        #expect(try SandboxProfile(decoding: withGroups).supplementaryGroups == [65534, 27])
+        #expect(throws: SandboxProfileDecodingError.self) { try SandboxProfile(decoding: Array(withGroups.dropLast(2))) }
     }
 
     @Test func denyListNamesTheDangerousCalls() {

@@ -42,6 +42,7 @@ func sandboxProfile(layers: UInt32) -> [UInt8] {
     w.strings([])      // readPaths
     w.strings([])      // writePaths
     w.str("")          // cgroupPath
+    w.u32(0)           // supplementaryGroups: none
     return w.bytes
 }
 

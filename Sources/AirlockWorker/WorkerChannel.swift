@@ -94,7 +94,10 @@ final class WorkerChannel: Sendable {
                 result = received
             case .failure(let error):
                 if error.errno == .connectionReset { return .endOfFile }
-                fatal("cannot receive from the supervisor: \(error)")
+                if error.errno == .badFileDescriptor {
+                    fatal("the supervisor channel (fd 3) was closed inside the worker, by the plug-in or a library it uses: \(error)")
+                }
+                fatal("cannot receive from the supervisor channel (fd 3): \(error)")
             }
             switch result {
             case .packet(let size):

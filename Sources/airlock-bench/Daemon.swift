@@ -259,16 +259,20 @@ final class BenchDaemon {
     func stop() {
         guard !stopped else { return }
         stopped = true
-        _ = try? ProcessControl.kill(pid, signal: SIGTERM)
+        // The whole process group: with --daemon-prefix (strace, perf record) `pid` is the
+        // wrapper, and airlockd is its child in the same group (workers have their own
+        // sessions and are stopped by airlockd).
+        _ = try? ProcessControl.killProcessGroup(pid, signal: SIGTERM)
         let started = SystemClock.monotonicNanoseconds()
         var exited = false
         while SystemClock.monotonicNanoseconds() &- started < 10_000_000_000 {
-            if ((try? ProcessControl.wait(pid: pid, noHang: true)) ?? nil) != nil { exited = true; break }
+            if !exited, ((try? ProcessControl.wait(pid: pid, noHang: true)) ?? nil) != nil { exited = true }
+            if exited && Glibc.kill(-pid, 0) != 0 { break }  // the group is empty
             usleep(2000)
         }
-        if !exited {
-            _ = try? ProcessControl.kill(pid, signal: SIGKILL)
-            _ = try? ProcessControl.wait(pid: pid)
+        if Glibc.kill(-pid, 0) == 0 || !exited {
+            _ = try? ProcessControl.killProcessGroup(pid, signal: SIGKILL)
+            if !exited { _ = try? ProcessControl.wait(pid: pid) }
         }
         releaseGuard()
         if keepsDirectory {

@@ -78,9 +78,12 @@ final class ReadSide: @unchecked Sendable {
 
     // Owned by the thread that reads.
     var decoder = FrameDecoder(maxFrameSize: ProtocolLimits.handshakeMaxFrameSize)
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536, alignment: 16)
     var handshakeDone = false
     /// Why reading ended (set by whoever read last).
     var ending: AirlockError?
+
+    deinit { buffer.deallocate() }
 
     /// Takes the socket for a blocking caller when nobody reads; false otherwise.
     func takeForCaller() -> Bool {
@@ -472,7 +475,8 @@ final class ConnectionCore: Sendable {
     private func readAndRoute() -> AirlockError? {
         let read = readSide
         if let ending = read.ending { return ending }
-        let capacity = read.decoder.readCapacity
+        let buffer = read.buffer
+        let capacity = min(buffer.count, read.decoder.readCapacity)
         let count: Int
         do {
             // Sleep in poll(POLLIN), not in recv: a thread blocked in recv on a stream
@@ -480,17 +484,8 @@ final class ConnectionCore: Sendable {
             // kernel's write-space wake-up), one useless context switch per request;
             // poll's wake-up filters on the events asked for.
             _ = try Posix.poll(fd, for: [.input], timeoutMilliseconds: -1)
-            // Straight into the decoder's storage: no copy between a receive buffer and
-            // the decoder.
-            var wouldBlock = false
-            count = try read.decoder.receive(upTo: capacity) { space in
-                guard let received = try Posix.receive(fd, into: space) else {
-                    wouldBlock = true
-                    return 0
-                }
-                return received
-            }
-            if wouldBlock { return nil }
+            guard let received = try Posix.receive(fd, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<capacity])) else { return nil }
+            count = received
         } catch {
             read.ending = .connectionLost(socketPath: socketPath, "\(error)")
             return read.ending
@@ -499,6 +494,7 @@ final class ConnectionCore: Sendable {
             read.ending = .connectionLost(socketPath: socketPath, read.decoder.isMidFrame ? "airlockd closed the socket in the middle of a frame" : "airlockd closed the socket")
             return read.ending
         }
+        read.decoder.append(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
         do {
             while let frame = try read.decoder.next() {
                 if case .helloAck(let ack) = frame.message, !read.handshakeDone {

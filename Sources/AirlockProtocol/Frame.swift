@@ -91,21 +91,18 @@ public struct Frame: Sendable, Equatable {
 public struct FrameDecoder: Sendable {
     /// The largest frame accepted, length prefix included.
     public var maxFrameSize: Int
-    /// Storage; bytes `readIndex..<endIndex` are received and not yet decoded, bytes from
-    /// `endIndex` on are space for the next receive.
     private var buffer: [UInt8] = []
     private var readIndex = 0
-    private var endIndex = 0
 
     public init(maxFrameSize: Int) {
         self.maxFrameSize = maxFrameSize
     }
 
     /// True while part of a frame has arrived but not all of it.
-    public var isMidFrame: Bool { readIndex < endIndex }
+    public var isMidFrame: Bool { readIndex < buffer.count }
 
     /// Bytes received and not yet decoded.
-    public var bufferedByteCount: Int { endIndex - readIndex }
+    public var bufferedByteCount: Int { buffer.count - readIndex }
 
     /// How many bytes the caller may read next without exceeding one frame's worth of
     /// buffering (at least 1).
@@ -120,55 +117,21 @@ public struct FrameDecoder: Sendable {
 
     /// Appends received bytes.
     public mutating func append(_ bytes: UnsafeRawBufferPointer) {
-        _ = receive(upTo: bytes.count) { space in
-            space.copyMemory(from: bytes)
-            return bytes.count
-        }
+        compactIfNeeded()
+        buffer.append(contentsOf: bytes)
     }
 
     /// Appends received bytes.
     public mutating func append(_ bytes: [UInt8]) {
-        bytes.withUnsafeBytes { append($0) }
+        compactIfNeeded()
+        buffer.append(contentsOf: bytes)
     }
 
-    /// Lets `receive` write up to `maxCount` bytes straight into the decoder's storage
-    /// (no copy between a receive buffer and the decoder); `receive` returns how many it
-    /// wrote, which this returns too.
-    public mutating func receive(
-        upTo maxCount: Int, _ receive: (UnsafeMutableRawBufferPointer) throws -> Int
-    ) rethrows -> Int {
-        makeSpace(maxCount)
-        let start = endIndex
-        let written = try buffer.withUnsafeMutableBytes { storage in
-            try receive(UnsafeMutableRawBufferPointer(rebasing: storage[start..<(start + maxCount)]))
-        }
-        precondition(written >= 0 && written <= maxCount, "receive wrote \(written) of at most \(maxCount) bytes")
-        endIndex += written
-        return written
-    }
-
-    /// Makes room for `count` more bytes after `endIndex`: moves the undecoded bytes to
-    /// the front only when the space behind them is too short, and grows the storage to
-    /// at most twice what is pending plus `count`.
-    private mutating func makeSpace(_ count: Int) {
-        if readIndex == endIndex {
+    private mutating func compactIfNeeded() {
+        if readIndex > 0 && (readIndex == buffer.count || readIndex > 65_536) {
+            buffer.removeSubrange(0..<readIndex)
             readIndex = 0
-            endIndex = 0
         }
-        if buffer.count - endIndex >= count { return }
-        if readIndex > 0 {
-            let pending = endIndex - readIndex
-            let from = readIndex
-            buffer.withUnsafeMutableBytes { storage in
-                let base = storage.baseAddress!
-                (base).copyMemory(from: base + from, byteCount: pending)
-            }
-            readIndex = 0
-            endIndex = pending
-            if buffer.count - endIndex >= count { return }
-        }
-        let target = 2 * (endIndex + count)
-        buffer.append(contentsOf: repeatElement(0, count: target - buffer.count))
     }
 
     private func peekLength() -> UInt32 {
@@ -191,10 +154,9 @@ public struct FrameDecoder: Sendable {
         let range = readIndex..<(readIndex + length + 4)
         readIndex += length + 4
         let frame = try Frame.decode(buffer, range: range, maxFrameSize: maxFrameSize)
-        if readIndex == endIndex {
+        if readIndex == buffer.count {
+            buffer.removeAll(keepingCapacity: buffer.capacity <= 262_144)
             readIndex = 0
-            endIndex = 0
-            if buffer.count > 1_048_576 { buffer = [] }
         }
         return frame
     }

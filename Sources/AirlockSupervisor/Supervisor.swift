@@ -205,13 +205,23 @@ public final class Supervisor {
     /// Reaps any child while it waits, never one pid in particular: a PID namespace's init
     /// that was re-parented here cannot finish dying until its namespace's other processes,
     /// possibly also re-parented here, have been reaped.
+    ///
+    /// A worker's PID-namespace init is re-parented here too when the worker's outer
+    /// process exits; it ends by itself a moment later (and its namespace with it), so
+    /// everything gets a second to go before SIGKILL.
     private func killOrphans() {
-        let deadline = SystemClock.monotonicNanoseconds() &+ 5_000_000_000
+        let start = SystemClock.monotonicNanoseconds()
+        let grace = start &+ 1_000_000_000
+        let deadline = start &+ 6_000_000_000
         var signalled = Set<pid_t>()
         while SystemClock.monotonicNanoseconds() < deadline {
             while (try? ProcessControl.reapAny()) != nil {}
             let orphans = ProcessControl.children(of: getpid())
             if orphans.isEmpty { return }
+            if SystemClock.monotonicNanoseconds() < grace {
+                usleep(5_000)
+                continue
+            }
             for pid in orphans where !signalled.contains(pid) {
                 signalled.insert(pid)
                 logger.notice("ending a process a plug-in left behind", metadata: ["pid": .stringConvertible(pid)])

@@ -43,12 +43,18 @@ final class GatewayShell: Sendable {
         commands.withLock { $0.removeValue(forKey: id.uppercased()) }
     }
 
-    func removeAllCommands() -> [GatewayCommand] {
-        commands.withLock { all in
+    /// Removes every command and closes its output buffer (a pending Receive ends).
+    func closeAllCommands() {
+        let removed = commands.withLock { all in
             defer { all = [:] }
             return Array(all.values)
         }
+        for command in removed { command.output.close() }
     }
+
+    /// Whether airlockd ended the shell by itself: its plug-in closed it, its idle timeout
+    /// ran out, or its connection was lost.
+    var hasEnded: Bool { shell.closedNotice != nil || shell.connection.failure != nil }
 }
 
 /// Every shell the gateway has created, by ShellId.

@@ -52,8 +52,8 @@ final class WSManService: Sendable {
     /// timeout ran out, their connection was lost) whose clients never came back for them,
     /// with their buffered output.
     func forgetEndedShells() async {
-        for shell in registry.removeAll(where: { $0.shell.closedNotice != nil || $0.shell.connection.failure != nil }) {
-            for command in shell.removeAllCommands() { command.output.close() }
+        for shell in registry.removeAll(where: \.hasEnded) {
+            shell.closeAllCommands()
             await pool.shellDeleted(for: shell.owner)
             logger.debug("forgot a shell airlockd ended", metadata: ["user": "\(shell.owner.name)", "shell": "\(shell.id)"])
         }
@@ -62,7 +62,7 @@ final class WSManService: Sendable {
     /// Closes every shell (at shutdown).
     func closeAllShells() async {
         for shell in registry.removeAll() {
-            for command in shell.removeAllCommands() { command.output.close() }
+            shell.closeAllCommands()
             try? await shell.shell.close()
         }
     }
@@ -308,7 +308,7 @@ final class WSManService: Sendable {
             return { _ in }
         }
         registry.remove(shell.id)
-        for command in shell.removeAllCommands() { command.output.close() }
+        shell.closeAllCommands()
         await pool.shellDeleted(for: user)
         do {
             try await shell.shell.close()
@@ -331,12 +331,11 @@ final class WSManService: Sendable {
         guard let shell = registry.shell(id, for: user) else { throw .unknownShell(id) }
         // Ended on airlockd's side (the plug-in closed it, its idle timeout, a lost
         // connection): forget it and say why, once; later requests get InvalidSelectors.
-        let notice = shell.shell.closedNotice
-        if notice != nil || shell.shell.connection.failure != nil {
+        if shell.hasEnded {
             registry.remove(shell.id)
-            for command in shell.removeAllCommands() { command.output.close() }
+            shell.closeAllCommands()
             Task { [pool] in await pool.shellDeleted(for: user) }
-            if let error = notice?.error ?? shell.shell.connection.failure { throw WSManFault(error) }
+            if let error = shell.shell.closedNotice?.error ?? shell.shell.connection.failure { throw WSManFault(error) }
             throw .unknownShell(id)
         }
         return shell

@@ -309,7 +309,7 @@ final class WSManService: Sendable {
         }
         registry.remove(shell.id)
         shell.closeAllCommands()
-        await pool.shellDeleted(for: user)
+        await pool.shellDeleted(for: shell.owner)
         do {
             try await shell.shell.close()
         } catch where error.kind == .connectionLost || shell.shell.closedNotice != nil {
@@ -334,7 +334,7 @@ final class WSManService: Sendable {
         if shell.hasEnded {
             registry.remove(shell.id)
             shell.closeAllCommands()
-            Task { [pool] in await pool.shellDeleted(for: user) }
+            Task { [pool, owner = shell.owner] in await pool.shellDeleted(for: owner) }
             if let error = shell.shell.closedNotice?.error ?? shell.shell.connection.failure { throw WSManFault(error) }
             throw .unknownShell(id)
         }

@@ -26,21 +26,10 @@ from scenario import (
     Arguments,
     hexadecimal,
     large_output_summary,
-    parse_arguments,
-    report,
+    main,
+    scenario,
     text,
 )
-
-SCENARIOS: dict[str, t.Callable[[Arguments], dict[str, t.Any]]] = {}
-
-
-def scenario(name: str):
-    def register(function):
-        SCENARIOS[name] = function
-        return function
-
-    return register
-
 
 def connection_options(args: Arguments, password: str | None = None, user: str | None = None) -> dict[str, t.Any]:
     return {
@@ -374,5 +363,4 @@ def concurrent(args: Arguments) -> dict[str, t.Any]:
 
 
 if __name__ == "__main__":
-    arguments = parse_arguments(SCENARIOS)
-    report(SCENARIOS[arguments.scenario](arguments))
+    main()

@@ -17,18 +17,7 @@ import winrm
 from winrm.exceptions import InvalidCredentialsError, WinRMOperationTimeoutError, WSManFaultError
 from winrm.protocol import Protocol
 
-from scenario import INVALID_SELECTORS, Arguments, hexadecimal, large_output_summary, parse_arguments, report, text
-
-SCENARIOS: dict[str, t.Callable[[Arguments], dict[str, t.Any]]] = {}
-
-
-def scenario(name: str):
-    def register(function):
-        SCENARIOS[name] = function
-        return function
-
-    return register
-
+from scenario import INVALID_SELECTORS, Arguments, hexadecimal, large_output_summary, main, scenario, text
 
 def session(args: Arguments, password: str | None = None, user: str | None = None, **options: t.Any) -> winrm.Session:
     if args.is_https:
@@ -238,5 +227,4 @@ def terminate_running(args: Arguments) -> dict[str, t.Any]:
 
 
 if __name__ == "__main__":
-    arguments = parse_arguments(SCENARIOS)
-    report(SCENARIOS[arguments.scenario](arguments))
+    main()

@@ -53,6 +53,28 @@ class Arguments(t.NamedTuple):
         return self.url.startswith("https://")
 
 
+Scenario = t.Callable[[Arguments], dict[str, t.Any]]
+
+# The scenarios of the script being run, by name (filled by @scenario).
+SCENARIOS: dict[str, Scenario] = {}
+
+
+def scenario(name: str) -> t.Callable[[Scenario], Scenario]:
+    """Registers the decorated function as the scenario `name`."""
+
+    def register(function: Scenario) -> Scenario:
+        SCENARIOS[name] = function
+        return function
+
+    return register
+
+
+def main() -> None:
+    """Runs the scenario the command line names and reports what it observed."""
+    arguments = parse_arguments(SCENARIOS)
+    report(SCENARIOS[arguments.scenario](arguments))
+
+
 def parse_arguments(scenarios: t.Iterable[str]) -> Arguments:
     parser = argparse.ArgumentParser(description=sys.modules["__main__"].__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scenario", choices=sorted(scenarios))

@@ -145,14 +145,7 @@ final class GatewayProcess: Sendable {
         _ body: (GatewayProcess) async throws -> Result
     ) async throws -> Result {
         let gateway = try await start(socketPath: socketPath, authentication: authentication, tls: tls, extraArguments: extraArguments)
-        do {
-            let result = try await body(gateway)
-            await gateway.stop()
-            return result
-        } catch {
-            await gateway.stop()
-            throw error
-        }
+        return try await withCleanup(of: gateway, { await $0.stop() }, body)
     }
 
     /// `airlock-wsman hash-password` with `password` on standard input: its crypt(3) hash.

@@ -122,14 +122,7 @@ final class Daemon: Sendable {
         _ body: (Daemon) async throws -> Result
     ) async throws -> Result {
         let daemon = try await start(plugins: plugins, config: config, extraArguments: extraArguments)
-        do {
-            let result = try await body(daemon)
-            await daemon.stop()
-            return result
-        } catch {
-            await daemon.stop()
-            throw error
-        }
+        return try await withCleanup(of: daemon, { await $0.stop() }, body)
     }
 
     private func waitUntilListening() async throws {

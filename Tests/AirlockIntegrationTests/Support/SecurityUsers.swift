@@ -24,14 +24,7 @@ struct TemporaryUser: Sendable {
     /// Creates a user, runs `body` with it, and deletes the user however `body` ends.
     static func with<Result>(_ body: (TemporaryUser) async throws -> Result) async throws -> Result {
         let user = try await create()
-        do {
-            let result = try await body(user)
-            await user.delete()
-            return result
-        } catch {
-            await user.delete()
-            throw error
-        }
+        return try await withCleanup(of: user, { await $0.delete() }, body)
     }
 
     private static func create() async throws -> TemporaryUser {

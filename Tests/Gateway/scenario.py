@@ -18,7 +18,6 @@ non-zero exit status.
 from __future__ import annotations
 
 import argparse
-import base64
 import faulthandler
 import hashlib
 import json
@@ -28,7 +27,6 @@ import typing as t
 import urllib.parse
 
 # The resource URIs airlockd registers in the gateway tests.
-SHELL_URI = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/cmd"
 ECHO_URI = "http://schemas.airlock.dev/plugins/echo"
 HOSTILE_URI = "http://schemas.airlock.dev/test/hostile"
 
@@ -136,7 +134,3 @@ def large_output_summary(received: bytes, count: int) -> dict[str, t.Any]:
         "expected_sha256": digest(expected),
         "first_difference": first_difference,
     }
-
-
-def base64_text(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")

@@ -215,6 +215,19 @@ public enum Posix {
         FileDescriptor(rawValue: try retryingInterrupts("open(\(path))", Glibc.open(path, flags | O_CLOEXEC, mode)))
     }
 
+    /// The entries of a `/proc` folder that are numbers: the process ids in `/proc`, the
+    /// thread ids in `/proc/PID/task`. `nil` when the folder cannot be opened.
+    public static func numericEntries(of path: String) -> [Int32]? {
+        guard let directory = opendir(path) else { return nil }
+        defer { closedir(directory) }
+        var result: [Int32] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if let number = Int32(name) { result.append(number) }
+        }
+        return result
+    }
+
     /// Reads a whole (small) file such as `/proc/self/status`, up to `limit` bytes.
     public static func readFile(_ path: String, limit: Int = 1 << 20) throws(SystemCallError) -> [UInt8] {
         let fd = try open(path, flags: O_RDONLY)

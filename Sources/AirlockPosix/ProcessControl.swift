@@ -108,25 +108,13 @@ public enum ProcessControl {
     /// the closing parenthesis of the command name, which may itself contain spaces or
     /// parentheses). Processes that end while the list is made are skipped.
     public static func children(of parent: pid_t) -> [pid_t] {
-        guard let directory = opendir("/proc") else { return [] }
-        defer { closedir(directory) }
-        var result: [pid_t] = []
-        var buffer = [UInt8](repeating: 0, count: 1024)
-        while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            guard let pid = pid_t(name), pid > 0 else { continue }
-            let fd = open("/proc/\(pid)/stat", O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else { continue }
-            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            Glibc.close(fd)
-            guard count > 0, let close = buffer[0..<count].lastIndex(of: UInt8(ascii: ")")) else { continue }
+        (Posix.numericEntries(of: "/proc") ?? []).filter { pid in
+            guard pid > 0, let stat = try? Posix.readFile("/proc/\(pid)/stat", limit: 4096),
+                  let close = stat.lastIndex(of: UInt8(ascii: ")")) else { return false }
             // ") S PPID ..."
-            let fields = buffer[(close + 1)..<count].split(separator: UInt8(ascii: " "))
-            if fields.count > 1, let ppid = pid_t(String(decoding: fields[1], as: UTF8.self)), ppid == parent {
-                result.append(pid)
-            }
+            let fields = stat[(close + 1)...].split(separator: UInt8(ascii: " "))
+            return fields.count > 1 && pid_t(String(decoding: fields[1], as: UTF8.self)) == parent
         }
-        return result
     }
 
     /// `kill(pid, signal)`. `ESRCH` (already gone) is reported as `false`, not thrown.

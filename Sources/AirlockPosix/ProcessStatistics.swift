@@ -47,7 +47,7 @@ public struct ProcessStatistics: Sendable, Hashable {
             pid: pid,
             residentBytes: resident,
             threads: Int(field(20)),
-            openFiles: countEntries(of: "/proc/\(pid)/fd"),
+            openFiles: Posix.numericEntries(of: "/proc/\(pid)/fd")?.count,
             userCPUNanoseconds: field(14) * nanosecondsPerTick,
             systemCPUNanoseconds: field(15) * nanosecondsPerTick,
             startNanosecondsSinceBoot: field(22) * nanosecondsPerTick
@@ -56,21 +56,7 @@ public struct ProcessStatistics: Sendable, Hashable {
 
     /// The number of threads in the calling process.
     public static func threadCount() -> Int {
-        countEntries(of: "/proc/self/task") ?? 1
-    }
-
-    /// The number of entries (without `.` and `..`) in a directory, or `nil` when unreadable.
-    static func countEntries(of path: String) -> Int? {
-        guard let directory = opendir(path) else { return nil }
-        defer { closedir(directory) }
-        var count = 0
-        while let entry = readdir(directory) {
-            let isDot = withUnsafeBytes(of: entry.pointee.d_name) { name in
-                name[0] == UInt8(ascii: ".") && (name[1] == 0 || (name[1] == UInt8(ascii: ".") && name[2] == 0))
-            }
-            if !isDot { count += 1 }
-        }
-        return count
+        Posix.numericEntries(of: "/proc/self/task")?.count ?? 1
     }
 }
 

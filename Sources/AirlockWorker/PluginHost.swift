@@ -154,17 +154,11 @@ final class PluginHost: @unchecked Sendable {
             while threadsStarting > 0 && lock.waitForChange(until: deadline) {}
             return ownThreads
         }
-        guard let directory = opendir("/proc/self/task") else {
+        guard let threads = Posix.numericEntries(of: "/proc/self/task") else {
             WorkerLog.write("cannot list /proc/self/task: \(String(cString: strerror(errno)))")
             return 0
         }
-        defer { closedir(directory) }
-        var count = 0
-        while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if let tid = pid_t(name), !own.contains(tid) { count += 1 }
-        }
-        return count
+        return threads.count(where: { !own.contains($0) })
     }
 
     // MARK: - Breaches

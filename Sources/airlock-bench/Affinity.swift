@@ -35,15 +35,6 @@ enum CPUAffinity {
 
     /// The ids of this process's threads (`/proc/self/task`).
     static func threadIDs() -> [pid_t] {
-        guard let directory = opendir("/proc/self/task") else { return [ProcessControl.threadID()] }
-        defer { closedir(directory) }
-        var ids: [pid_t] = []
-        while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            if let tid = pid_t(name) { ids.append(tid) }
-        }
-        return ids
+        Posix.numericEntries(of: "/proc/self/task") ?? [ProcessControl.threadID()]
     }
 }

@@ -12,11 +12,8 @@ struct ProcessCosts: Sendable {
     static func read(pid: pid_t) -> ProcessCosts {
         var costs = ProcessCosts()
         costs.cpuNanoseconds = (try? ProcessStatistics.read(pid: pid))?.cpuNanoseconds ?? 0
-        guard let directory = opendir("/proc/\(pid)/task") else { return costs }
-        defer { closedir(directory) }
-        while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            guard pid_t(name) != nil, let status = try? Posix.readFile("/proc/\(pid)/task/\(name)/status", limit: 1 << 16) else { continue }
+        for name in Posix.numericEntries(of: "/proc/\(pid)/task") ?? [] {
+            guard let status = try? Posix.readFile("/proc/\(pid)/task/\(name)/status", limit: 1 << 16) else { continue }
             for line in status.split(separator: UInt8(ascii: "\n")) {
                 if line.starts(with: "voluntary_ctxt_switches:".utf8) {
                     costs.voluntarySwitches += number(in: line)

@@ -109,10 +109,7 @@ final class ClientConnection {
 
     /// Queues a frame; it is written at the end of the current event batch.
     func enqueue(_ frame: Frame) {
-        if outputStart > 0 && outputStart == output.count {
-            output.removeAll(keepingCapacity: output.capacity <= Self.keptOutputCapacity)
-            outputStart = 0
-        }
+        startAppending()
         frame.encode(into: &output)
         isDirty = true
     }
@@ -120,14 +117,20 @@ final class ClientConnection {
     /// Queues an encoded frame from another channel as it is, under a new type, no flags
     /// and a new operation id (a worker's `W_RESULT` relayed as `RECEIVE_RESULT`).
     func enqueueRelayed(_ frame: UnsafeRawBufferPointer, type: MessageType, operationID: UInt64) {
-        if outputStart > 0 && outputStart == output.count {
-            output.removeAll(keepingCapacity: output.capacity <= Self.keptOutputCapacity)
-            outputStart = 0
-        }
+        startAppending()
         let start = output.count
         output.append(contentsOf: frame)
         ResultFrames.rewriteHeader(&output, at: start, type: type, operationID: operationID)
         isDirty = true
+    }
+
+    /// Empties the output buffer when everything queued was written, keeping its memory
+    /// up to ``keptOutputCapacity``.
+    private func startAppending() {
+        if outputStart > 0 && outputStart == output.count {
+            output.removeAll(keepingCapacity: output.capacity <= Self.keptOutputCapacity)
+            outputStart = 0
+        }
     }
 
     /// Writes as much queued output as the socket takes. Returns false when the

@@ -447,6 +447,13 @@ public final class Supervisor {
         connection.enqueue(frame)
     }
 
+    /// Queues a frame received from a worker as it is, under a new header (see
+    /// ``ClientConnection/enqueueRelayed(_:type:operationID:)``).
+    func queueRelayed(_ frame: UnsafeRawBufferPointer, type: MessageType, operationID: UInt64, on connection: ClientConnection) {
+        if !connection.isDirty { dirtyConnections.append(connection) }
+        connection.enqueueRelayed(frame, type: type, operationID: operationID)
+    }
+
     private func flushConnections() {
         let dirty = dirtyConnections
         dirtyConnections.removeAll(keepingCapacity: true)

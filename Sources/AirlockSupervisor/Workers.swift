@@ -337,17 +337,9 @@ extension Supervisor {
             }
             plugin.recordLatency(SystemClock.monotonicNanoseconds() &- route.startedAt)
         case .workerResult(let result):
-            guard var route = plugin.routes[op], route.kind == .receive else { return nonsense(plugin, frame) }
-            let size = Self.creditSize(result.streamResult)
-            route.pendingCredit &+= size
-            plugin.routes[op] = route
-            if route.connectionID != 0, let connection = connections[route.connectionID] {
-                queue(Frame(operationID: route.clientOperationID, message: .receiveResult(result)), on: connection)
-                if connection.pendingOutput < ClientConnection.highWatermark && route.pendingCredit >= Self.creditBatch {
-                    grantCredit(plugin, operation: op)
-                }
-            } else {
-                grantCredit(plugin, operation: op)
+            guard let route = plugin.routes[op], route.kind == .receive else { return nonsense(plugin, frame) }
+            forwardResult(plugin, operation: op, route: route, creditBytes: Self.creditSize(result.streamResult)) { connection, clientOperationID in
+                queue(Frame(operationID: clientOperationID, message: .receiveResult(result)), on: connection)
             }
         case .workerComplete(let completion):
             guard let route = plugin.routes.removeValue(forKey: op) else { return nonsense(plugin, frame) }
@@ -385,18 +377,29 @@ extension Supervisor {
     /// payload bytes as they are, or its credit returned when nobody receives it.
     private func relayWorkerResult(_ checked: ResultFrames.Checked, packet: UnsafeRawBufferPointer, from plugin: PluginRuntime) {
         let op = checked.operationID
-        guard var route = plugin.routes[op], route.kind == .receive else {
+        guard let route = plugin.routes[op], route.kind == .receive else {
             return recycle(plugin, because: "it sent an unexpected W_RESULT frame for operation \(op) (the worker channel is untrusted; a plug-in may have written to it)")
         }
-        route.pendingCredit &+= checked.dataByteCount
+        forwardResult(plugin, operation: op, route: route, creditBytes: checked.dataByteCount) { connection, clientOperationID in
+            queueRelayed(packet, type: .receiveResult, operationID: clientOperationID, on: connection)
+        }
+    }
+
+    /// Counts a result's bytes against its Receive's credit and queues it for the client
+    /// (`enqueue`); credit goes back to the worker once a batch has been queued while the
+    /// client keeps up, or at once when nobody receives the result any more.
+    private func forwardResult(
+        _ plugin: PluginRuntime, operation op: UInt64, route: Route, creditBytes: UInt32,
+        _ enqueue: (ClientConnection, _ clientOperationID: UInt64) -> Void
+    ) {
+        var route = route
+        route.pendingCredit &+= creditBytes
         plugin.routes[op] = route
-        if route.connectionID != 0, let connection = connections[route.connectionID] {
-            if !connection.isDirty { dirtyConnections.append(connection) }
-            connection.enqueueRelayed(packet, type: .receiveResult, operationID: route.clientOperationID)
-            if connection.pendingOutput < ClientConnection.highWatermark && route.pendingCredit >= Self.creditBatch {
-                grantCredit(plugin, operation: op)
-            }
-        } else {
+        guard route.connectionID != 0, let connection = connections[route.connectionID] else {
+            return grantCredit(plugin, operation: op)
+        }
+        enqueue(connection, route.clientOperationID)
+        if connection.pendingOutput < ClientConnection.highWatermark && route.pendingCredit >= Self.creditBatch {
             grantCredit(plugin, operation: op)
         }
     }
@@ -687,7 +690,6 @@ extension Supervisor {
         var cause = "its worker (pid \(pid)) \(status)"
         if let fatal = plugin.fatalMessage { cause += " (\(fatal))" }
         if let reason = plugin.stopReason, !intentional || !clean { cause += " because \(reason)" }
-        _ = clean
         if !inProgress.isEmpty { cause += " while \(inProgress.sorted().joined(separator: ", ")) was in progress" }
         if plugin.fatalMessage == nil, case .exited(let code) = status, code != 0, let last = plugin.lastErrorLine {
             cause += "; its last words: \(last)"

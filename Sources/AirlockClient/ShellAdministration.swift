@@ -7,9 +7,10 @@ public struct ShellStatus: Sendable, Codable, Equatable {
     public var id: UInt64
     /// The plug-in the shell belongs to.
     public var plugin: String
-    /// The user name of the shell's owner (the user who created it).
+    /// The shell's owner (the user who created it) as access lists name it: the user name,
+    /// or `gateway:<name>` for a user known only to a gateway (PROTOCOL.md §5.2).
     public var owner: String
-    /// The owner's user id.
+    /// The owner's user id; 4294967295 ((uid_t)-1) for a user known only to a gateway.
     public var ownerUID: UInt32?
     /// The ids of the shell's commands that have not ended.
     public var commands: [UInt64]

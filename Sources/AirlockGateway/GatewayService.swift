@@ -37,8 +37,9 @@ public enum GatewayService {
     ///
     /// - Throws: ``GatewayStartError`` when it cannot start.
     public static func run(_ configuration: GatewayConfiguration, logger: Logger) async throws(GatewayStartError) {
-        // Block the signals before any thread exists that could take them; a dispatch
-        // source turns them into an async event.
+        // Ignore the default actions (SIGTERM and SIGINT would end the process, SIGPIPE a
+        // write to a closed socket); dispatch sources below turn SIGTERM and SIGINT into
+        // an orderly shutdown.
         signal(SIGTERM, SIG_IGN)
         signal(SIGINT, SIG_IGN)
         signal(SIGPIPE, SIG_IGN)

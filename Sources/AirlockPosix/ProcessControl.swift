@@ -176,6 +176,16 @@ public enum ProcessControl {
         _ = try retryingInterrupts("prctl(PR_SET_CHILD_SUBREAPER)", airlock_set_child_subreaper(enabled ? 1 : 0))
     }
 
+    /// Moves the process from `SCHED_OTHER` to `SCHED_BATCH`: the same nice level and CPU
+    /// share, but a thread woken by another is no longer run ahead of the waker, so a
+    /// sender finishes its system call (and goes back to sleep) before the receiver runs.
+    /// Returns false when the process had another policy (an operator's choice, left as it
+    /// is).
+    @discardableResult
+    public static func preferBatchScheduling() throws(SystemCallError) -> Bool {
+        try retryingInterrupts("sched_setscheduler(SCHED_BATCH)", airlock_prefer_batch_scheduling()) == 1
+    }
+
     /// `PR_SET_NAME`: the calling thread's name (first 15 bytes), shown by `ps`/`top`.
     public static func setName(_ name: String) throws(SystemCallError) {
         _ = try retryingInterrupts("prctl(PR_SET_NAME)", airlock_set_name(name))

@@ -26,6 +26,10 @@ final class EventLoop {
     var onTick: (UInt64) -> Void = { _ in }
     var tickInterval: UInt64 = 100_000_000
     private var nextTick: UInt64 = 0
+    /// The monotonic clock when the current batch of events was returned (one clock read
+    /// per batch instead of one per use; handlers are short, so it is microseconds stale
+    /// at most). Use it for timestamps and deadlines on the hot path.
+    private(set) var now: UInt64 = SystemClock.monotonicNanoseconds()
 
     init() throws(SystemCallError) {
         epoll = try Epoll(maximumEvents: 256)
@@ -67,33 +71,35 @@ final class EventLoop {
 
     /// Runs until `shouldStop` returns true (checked after every batch).
     func run(until shouldStop: () -> Bool) {
-        nextTick = SystemClock.monotonicNanoseconds() &+ tickInterval
+        var clock = SystemClock.monotonicNanoseconds()
+        nextTick = clock &+ tickInterval
         while !shouldStop() {
-            let now = SystemClock.monotonicNanoseconds()
+            // `clock` was read after the previous batch; flushing its output took microseconds.
             var wake = nextTick
             if let first = timerHeap.first, first.deadline < wake { wake = first.deadline }
-            let timeout = wake <= now ? 0 : Int32(min((wake - now + 999_999) / 1_000_000, 1000))
+            let timeout = wake <= clock ? 0 : Int32(min((wake - clock + 999_999) / 1_000_000, 1000))
             let ready: Epoll.ReadyEvents
             do {
                 ready = try epoll.wait(timeoutMilliseconds: timeout)
             } catch {
+                clock = SystemClock.monotonicNanoseconds()
                 continue
             }
+            now = SystemClock.monotonicNanoseconds()
             for event in ready {
                 handlers[event.userData]?(event.events)
             }
-            runDueTimers()
-            let after = SystemClock.monotonicNanoseconds()
-            if after >= nextTick {
-                nextTick = after &+ tickInterval
-                onTick(after)
+            clock = SystemClock.monotonicNanoseconds()
+            runDueTimers(now: clock)
+            if clock >= nextTick {
+                nextTick = clock &+ tickInterval
+                onTick(clock)
             }
             afterBatch()
         }
     }
 
-    private func runDueTimers() {
-        let now = SystemClock.monotonicNanoseconds()
+    private func runDueTimers(now: UInt64) {
         while let first = timerHeap.first, first.deadline <= now {
             pop()
             if let action = timerActions.removeValue(forKey: first.id) { action() }

@@ -175,7 +175,7 @@ extension Supervisor {
             optionsMustUnderstand: request.optionsMustUnderstand, inboundShellInformation: request.inboundShellInformation))
         submit(plugin, operation: workerOp, message: message, route: Route(
             kind: .shell, connectionID: connection.id, clientOperationID: op, shellID: shellID, commandID: 0,
-            startedAt: SystemClock.monotonicNanoseconds(), deadline: deadline(timeout), principal: connection.peer.principal), connection: connection)
+            startedAt: loop.now, deadline: deadline(timeout), principal: connection.peer.principal), connection: connection)
     }
 
     private func shellQuotaViolation(_ plugin: PluginRuntime, for peer: PeerIdentity) -> (code: UInt32, message: String)? {
@@ -221,7 +221,7 @@ extension Supervisor {
     }
 
     func deadline(_ timeoutMs: UInt32) -> UInt64 {
-        timeoutMs == 0 ? 0 : SystemClock.monotonicNanoseconds() &+ UInt64(timeoutMs) * 1_000_000
+        timeoutMs == 0 ? 0 : loop.now &+ UInt64(timeoutMs) * 1_000_000
     }
 
     /// Looks up a shell the connection's user may use; answers the request and returns
@@ -263,7 +263,7 @@ extension Supervisor {
             shellID: shell.id, commandID: commandID, commandLine: request.commandLine, arguments: request.arguments, options: request.options))
         submit(plugin, operation: workerOp, message: message, route: Route(
             kind: .command, connectionID: connection.id, clientOperationID: op, shellID: shell.id, commandID: commandID,
-            startedAt: SystemClock.monotonicNanoseconds(), deadline: deadline(timeout), principal: connection.peer.principal), connection: connection)
+            startedAt: loop.now, deadline: deadline(timeout), principal: connection.peer.principal), connection: connection)
     }
 
     private func checkCommand(_ shell: ShellRecord, _ commandID: UInt64, op: UInt64, connection: ClientConnection) -> Bool {
@@ -285,7 +285,7 @@ extension Supervisor {
         let workerOp = plugin.allocateOperationID()
         submit(plugin, operation: workerOp, message: make(requestContext(connection.peer, resourceURI: shell.resourceURI, timeoutMs: timeout)), route: Route(
             kind: kind, connectionID: connection.id, clientOperationID: op, shellID: shellID, commandID: commandID,
-            startedAt: SystemClock.monotonicNanoseconds(), deadline: deadline(timeout), principal: connection.peer.principal), connection: connection)
+            startedAt: loop.now, deadline: deadline(timeout), principal: connection.peer.principal), connection: connection)
     }
 
     private func sendInput(_ request: SendInput, op: UInt64, from connection: ClientConnection) {
@@ -309,7 +309,7 @@ extension Supervisor {
         let timeout = request.timeoutMs != 0 ? request.timeoutMs : plugin.config.operationTimeoutMs
         let workerOp = plugin.allocateOperationID()
         var route = Route(kind: .send, connectionID: queued.connectionID, clientOperationID: queued.clientOperationID, shellID: shell.id,
-                          commandID: request.commandID, startedAt: SystemClock.monotonicNanoseconds(), deadline: deadline(timeout), principal: queued.peer.principal)
+                          commandID: request.commandID, startedAt: loop.now, deadline: deadline(timeout), principal: queued.peer.principal)
         route.sendKey = key
         let message = Message.workerSend(WorkerSend(
             context: requestContext(queued.peer, resourceURI: shell.resourceURI, timeoutMs: timeout), shellID: shell.id, commandID: request.commandID,

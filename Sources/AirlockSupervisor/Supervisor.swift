@@ -63,6 +63,10 @@ public final class Supervisor {
     var cgroup: DelegatedCgroup?
     /// Scratch buffer for socket reads.
     var readBuffer: UnsafeMutableRawBufferPointer
+    /// Buffers for receiving worker packets in batches (one `recvmmsg` per wake-up).
+    let packetBatch: PacketBatch
+    /// Set while ``drainChannel(_:)`` walks ``packetBatch``.
+    var drainingChannel = false
     let devNull: FileDescriptor
 
     /// Creates a supervisor. `listeningSocket` is a socket passed by socket activation;
@@ -80,6 +84,7 @@ public final class Supervisor {
         self.logger = logger
         self.loop = try EventLoop()
         self.readBuffer = .allocate(byteCount: max(configuration.maxFrameSize, 1 << 20) + 4096, alignment: 16)
+        self.packetBatch = PacketBatch(slots: 16, capacity: max(configuration.maxFrameSize, 1 << 20) + 4096)
         self.devNull = try Posix.open("/dev/null", flags: O_RDWR)
         if let inherited = listeningSocket {
             listener = FileDescriptor(rawValue: inherited)
@@ -114,6 +119,17 @@ public final class Supervisor {
             try ProcessControl.setChildSubreaper()
         } catch {
             logger.warning("cannot become a child subreaper (\(error)); processes orphaned by plug-ins outside a PID namespace may outlive airlockd")
+        }
+        // airlockd relays: every request and answer wakes it, and it wakes a worker or a
+        // client in turn. Under SCHED_OTHER the woken relay runs ahead of the sender, which
+        // then needs a second context switch just to go back to sleep; SCHED_BATCH (same
+        // share of the CPU) lets the sender finish first. Workers inherit it.
+        do {
+            if try ProcessControl.preferBatchScheduling() {
+                logger.debug("scheduling policy SCHED_BATCH")
+            }
+        } catch {
+            logger.info("cannot switch to SCHED_BATCH (\(error)); relaying costs an extra context switch per operation")
         }
 
         if listener == nil {

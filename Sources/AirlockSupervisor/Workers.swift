@@ -36,7 +36,7 @@ extension Supervisor {
         }
         plugin.routes[operation] = route
         connection?.operations[route.clientOperationID] = OperationKey(plugin: plugin.name, workerOperationID: operation)
-        plugin.lastActivity = SystemClock.monotonicNanoseconds()
+        plugin.lastActivity = loop.now
         if plugin.state == .running {
             writeToWorker(plugin, Frame(operationID: operation, message: message))
         } else {
@@ -101,7 +101,7 @@ extension Supervisor {
 
     func sendCancel(_ plugin: PluginRuntime, operation: UInt64) {
         guard var route = plugin.routes[operation], route.cancelSentAt == 0 else { return }
-        route.cancelSentAt = SystemClock.monotonicNanoseconds()
+        route.cancelSentAt = loop.now
         plugin.routes[operation] = route
         writeToWorker(plugin, Frame(operationID: operation, message: .workerCancel))
     }
@@ -248,50 +248,72 @@ extension Supervisor {
         }
     }
 
-    /// Reads and handles every packet waiting on the channel.
+    /// Reads and handles the packets waiting on the channel, a batch per system call
+    /// (`recvmmsg`). A batch that is not full means the channel was empty, so no receive is
+    /// spent on `EAGAIN`; after 16 full batches the loop moves on and the (level-triggered)
+    /// registration reports the rest.
     func drainChannel(_ plugin: PluginRuntime) {
-        var packets = 0
-        while let channel = plugin.channel, packets < 256 {
-            packets += 1
-            let result: Posix.PacketResult
+        // Handling a packet never drains a channel again; if it ever did, the batch's
+        // buffers would be overwritten under the loop, so the inner call leaves its packets
+        // queued for the next turn of the event loop instead.
+        guard !drainingChannel else { return }
+        drainingChannel = true
+        defer { drainingChannel = false }
+        let batch = packetBatch
+        var batches = 0
+        while let channel = plugin.channel, batches < 16 {
+            batches += 1
+            let received: Int
             do {
-                result = try Posix.receivePacket(channel, into: readBuffer, flags: .dontWait)
+                guard let count = try Posix.receivePackets(channel, into: batch, flags: .dontWait) else { return }
+                received = count
             } catch {
                 channelClosed(plugin, why: "its channel failed: \(error)")
                 return
             }
-            switch result {
-            case .wouldBlock:
-                return
-            case .endOfFile:
-                channelClosed(plugin, why: "it closed its channel")
-                return
-            case .truncated(_, let size):
-                recycle(plugin, because: "it sent a \(size)-byte frame, above the \(config.maxFrameSize)-byte limit")
-                return
-            case .packet(let count):
-                // Results (the bulk of the traffic) are checked in place and relayed
-                // under a rewritten header: one copy, into the client's output.
-                let packet = UnsafeRawBufferPointer(rebasing: readBuffer[0..<count])
-                do {
-                    if let checked = try ResultFrames.checkWorkerResult(packet, maxFrameSize: config.maxFrameSize + 4096) {
-                        relayWorkerResult(checked, packet: packet, from: plugin)
-                        continue
-                    }
-                } catch {
-                    recycle(plugin, because: "it sent a malformed frame (\(error.message))")
-                    return
-                }
-                let bytes = [UInt8](packet)
-                let frame: Frame
-                do {
-                    frame = try Frame.decode(bytes, maxFrameSize: config.maxFrameSize + 4096)
-                } catch {
-                    recycle(plugin, because: "it sent a malformed frame (\(error.message))")
-                    return
-                }
-                handleWorkerFrame(frame, from: plugin)
+            let generation = plugin.generation
+            for index in 0..<received {
+                // A packet may have recycled the worker: the rest of the batch is void.
+                guard plugin.channel == channel, plugin.generation == generation else { return }
+                guard handleWorkerPacket(batch.result(index), batch.bytes(index), from: plugin) else { return }
             }
+            if received < batch.slots { return }
+        }
+    }
+
+    /// Handles one packet from the channel; false when the channel is gone or the worker
+    /// is being recycled (the rest of the batch must be dropped).
+    private func handleWorkerPacket(_ result: Posix.PacketResult, _ packet: UnsafeRawBufferPointer, from plugin: PluginRuntime) -> Bool {
+        switch result {
+        case .wouldBlock:
+            return false
+        case .endOfFile:
+            channelClosed(plugin, why: "it closed its channel")
+            return false
+        case .truncated(_, let size):
+            recycle(plugin, because: "it sent a \(size)-byte frame, above the \(config.maxFrameSize)-byte limit")
+            return false
+        case .packet:
+            // Results (the bulk of the traffic) are checked in place and relayed
+            // under a rewritten header: one copy, into the client's output.
+            do {
+                if let checked = try ResultFrames.checkWorkerResult(packet, maxFrameSize: config.maxFrameSize + 4096) {
+                    relayWorkerResult(checked, packet: packet, from: plugin)
+                    return true
+                }
+            } catch {
+                recycle(plugin, because: "it sent a malformed frame (\(error.message))")
+                return false
+            }
+            let frame: Frame
+            do {
+                frame = try Frame.decode([UInt8](packet), maxFrameSize: config.maxFrameSize + 4096)
+            } catch {
+                recycle(plugin, because: "it sent a malformed frame (\(error.message))")
+                return false
+            }
+            handleWorkerFrame(frame, from: plugin)
+            return true
         }
     }
 
@@ -335,7 +357,7 @@ extension Supervisor {
                 command.ready = true
                 send(Frame(operationID: clientOp, flags: .final, message: .commandCreated(commandID: command.id)), to: connectionID)
             }
-            plugin.recordLatency(SystemClock.monotonicNanoseconds() &- route.startedAt)
+            plugin.recordLatency(loop.now &- route.startedAt)
         case .workerResult(let result):
             guard let route = plugin.routes[op], route.kind == .receive else { return nonsense(plugin, frame) }
             forwardResult(plugin, operation: op, route: route, creditBytes: Self.creditSize(result.streamResult)) { connection, clientOperationID in
@@ -456,7 +478,7 @@ extension Supervisor {
     // MARK: - Completions
 
     private func operationCompleted(_ plugin: PluginRuntime, operation: UInt64, route: Route, _ completion: WorkerComplete) {
-        let now = SystemClock.monotonicNanoseconds()
+        let now = loop.now
         if route.deadline != 0 || route.kind == .shell || route.kind == .command {
             plugin.recordLatency(now &- route.startedAt)
         }

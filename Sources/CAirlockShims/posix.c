@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <signal.h>
+#include <sched.h>
 #include <spawn.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -142,3 +143,39 @@ int airlock_sigmask(int how, const sigset_t *set, sigset_t *old) {
 
 int airlock_set_malloc_arena_max(int arenas) { return mallopt(M_ARENA_MAX, arenas); }
 int airlock_set_malloc_thresholds(int trim, int mmap) { return mallopt(M_TRIM_THRESHOLD, trim) && mallopt(M_MMAP_THRESHOLD, mmap); }
+
+int airlock_receive_packets(int fd, void *const *buffers, size_t capacity, unsigned int count, size_t *sizes, int *truncated, int flags)
+{
+    if (count == 0 || count > AIRLOCK_RECEIVE_PACKETS_MAX) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct iovec vectors[AIRLOCK_RECEIVE_PACKETS_MAX];
+    struct mmsghdr headers[AIRLOCK_RECEIVE_PACKETS_MAX];
+    memset(headers, 0, sizeof(struct mmsghdr) * count);
+    for (unsigned int i = 0; i < count; i++) {
+        vectors[i].iov_base = buffers[i];
+        vectors[i].iov_len = capacity;
+        headers[i].msg_hdr.msg_iov = &vectors[i];
+        headers[i].msg_hdr.msg_iovlen = 1;
+    }
+    int received = recvmmsg(fd, headers, count, flags | MSG_TRUNC, NULL);
+    for (int i = 0; i < received; i++) {
+        sizes[i] = headers[i].msg_len;
+        truncated[i] = (headers[i].msg_hdr.msg_flags & MSG_TRUNC) != 0 || headers[i].msg_len > capacity;
+    }
+    return received;
+}
+
+int airlock_prefer_batch_scheduling(void)
+{
+    int policy = sched_getscheduler(0);
+    if (policy < 0) {
+        return -1;
+    }
+    if (policy != SCHED_OTHER) {
+        return 0;
+    }
+    struct sched_param parameters = { .sched_priority = 0 };
+    return sched_setscheduler(0, SCHED_BATCH, &parameters) == 0 ? 1 : -1;
+}

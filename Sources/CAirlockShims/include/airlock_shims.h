@@ -218,6 +218,28 @@ const char *airlock_syscall_name(long number);
 /** syscall(SYS_ptrace, PTRACE_TRACEME...) style probe: a raw syscall with up to three arguments, for tests and probes. */
 long airlock_raw_syscall3(long number, long a1, long a2, long a3);
 
+/* MARK: - Batched receive and scheduling (posix.c) */
+
+/** The most packets one airlock_receive_packets call takes. */
+#define AIRLOCK_RECEIVE_PACKETS_MAX 64
+
+/**
+ * Receives up to `count` (at most AIRLOCK_RECEIVE_PACKETS_MAX) packets from a datagram or
+ * SOCK_SEQPACKET socket with one recvmmsg(2): packet i goes to buffers[i] (each `capacity`
+ * bytes), sizes[i] gets its full size (MSG_TRUNC: larger than `capacity` when it did not
+ * fit) and truncated[i] is 1 when it did not fit. `flags` are recvmmsg's (MSG_DONTWAIT).
+ * Returns how many packets were received (a zero-size packet is end of file), or -1 with errno.
+ */
+int airlock_receive_packets(int fd, void *const *buffers, size_t capacity, unsigned int count, size_t *sizes, int *truncated, int flags);
+
+/**
+ * Moves the calling process from SCHED_OTHER to SCHED_BATCH (same nice level and CPU share;
+ * the scheduler no longer preempts the thread that woke it, so a sender finishes its
+ * system call before the relay runs). Returns 1 when switched, 0 when the process already
+ * had another policy (left as it is), -1 with errno on failure.
+ */
+int airlock_prefer_batch_scheduling(void);
+
 /* MARK: - CPU affinity (airlock-bench; bench.c) */
 
 /** sched_setaffinity(tid) to CPU `cpu` alone, or to every configured CPU when `cpu` < 0. */

@@ -83,6 +83,15 @@ public enum ResultFrames {
         return Checked(operationID: load64(packet, 8), dataByteCount: dataByteCount)
     }
 
+    /// Overwrites, in place, the type, flags and operation id of the encoded frame that
+    /// `frame` holds (the length prefix and payload stay).
+    public static func rewriteHeader(_ frame: UnsafeMutableRawBufferPointer, type: MessageType, flags: FrameFlags = [], operationID: UInt64) {
+        precondition(frame.count >= ProtocolLimits.headerSize)
+        frame.storeBytes(of: type.rawValue.littleEndian, toByteOffset: 4, as: UInt16.self)
+        frame.storeBytes(of: flags.rawValue.littleEndian, toByteOffset: 6, as: UInt16.self)
+        frame.storeBytes(of: operationID.littleEndian, toByteOffset: 8, as: UInt64.self)
+    }
+
     /// Overwrites the type, flags and operation id of the encoded frame at
     /// `frame[offset...]` (the length prefix and payload stay).
     public static func rewriteHeader(_ frame: inout [UInt8], at offset: Int, type: MessageType, flags: FrameFlags = [], operationID: UInt64) {

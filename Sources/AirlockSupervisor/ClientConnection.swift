@@ -114,13 +114,24 @@ final class ClientConnection {
         isDirty = true
     }
 
-    /// Queues an encoded frame from another channel as it is, under a new type, no flags
-    /// and a new operation id (a worker's `W_RESULT` relayed as `RECEIVE_RESULT`).
-    func enqueueRelayed(_ frame: UnsafeRawBufferPointer, type: MessageType, operationID: UInt64) {
-        startAppending()
-        let start = output.count
-        output.append(contentsOf: frame)
-        ResultFrames.rewriteHeader(&output, at: start, type: type, operationID: operationID)
+    /// Frames at least this large are written straight from where they are, when
+    /// nothing is queued ahead of them, instead of being copied into ``output`` first.
+    static let directWriteThreshold = 16 << 10
+
+    /// Writes a complete encoded frame (a relayed result, header already rewritten) at
+    /// once when nothing is queued ahead of it and it is large, so the bytes are not copied
+    /// into ``output``; whatever the socket does not take (or all of it, for small frames,
+    /// output already queued, or a failed write: ``flush()`` then reports the failure) is
+    /// queued.
+    func enqueueOrWrite(_ frame: UnsafeRawBufferPointer) {
+        var written = 0
+        if pendingOutput == 0 && frame.count >= Self.directWriteThreshold {
+            written = (try? Posix.send(fd, frame, flags: [.dontWait])) ?? 0
+        }
+        if written < frame.count {
+            startAppending()
+            output.append(contentsOf: UnsafeRawBufferPointer(rebasing: frame[written...]))
+        }
         isDirty = true
     }
 

@@ -298,6 +298,9 @@ public final class Supervisor {
 
     // MARK: - Connections
 
+    /// `SO_SNDBUF` of client connections (the kernel doubles it for its bookkeeping).
+    static let clientSendBufferBytes: Int32 = 512 << 10
+
     private func acceptConnections() {
         guard let listener else { return }
         while true {
@@ -313,6 +316,11 @@ public final class Supervisor {
                 try? Posix.close(fd)
                 continue
             }
+            // Room for 16 64 KiB results in flight to a streaming client (the default,
+            // net.core.wmem_default, holds about three): fewer wake-ups per chunk on both
+            // sides. It is kernel memory used only while output is in flight, and the
+            // output credit windows bound it anyway.
+            try? UnixSocket.setBufferSize(fd, .send, bytes: Self.clientSendBufferBytes, force: true)
             let name = UserDatabase.userName(uid: credentials.uid) ?? "uid:\(credentials.uid)"
             let peer = PeerIdentity(pid: credentials.pid, uid: credentials.uid, gid: credentials.gid, userName: name)
             let connection = ClientConnection(id: nextConnectionID, fd: fd, peer: peer, now: SystemClock.monotonicNanoseconds())
@@ -463,11 +471,12 @@ public final class Supervisor {
         connection.enqueue(frame)
     }
 
-    /// Queues a frame received from a worker as it is, under a new header (see
-    /// ``ClientConnection/enqueueRelayed(_:type:operationID:)``).
-    func queueRelayed(_ frame: UnsafeRawBufferPointer, type: MessageType, operationID: UInt64, on connection: ClientConnection) {
+    /// Relays a frame received from a worker as it is, under a header rewritten in place
+    /// (see ``ClientConnection/enqueueOrWrite(_:)``).
+    func queueRelayed(_ frame: UnsafeMutableRawBufferPointer, type: MessageType, operationID: UInt64, on connection: ClientConnection) {
         if !connection.isDirty { dirtyConnections.append(connection) }
-        connection.enqueueRelayed(frame, type: type, operationID: operationID)
+        ResultFrames.rewriteHeader(frame, type: type, operationID: operationID)
+        connection.enqueueOrWrite(UnsafeRawBufferPointer(frame))
     }
 
     private func flushConnections() {

@@ -403,7 +403,8 @@ extension Supervisor {
             return recycle(plugin, because: "it sent an unexpected W_RESULT frame for operation \(op) (the worker channel is untrusted; a plug-in may have written to it)")
         }
         forwardResult(plugin, operation: op, route: route, creditBytes: checked.dataByteCount) { connection, clientOperationID in
-            queueRelayed(packet, type: .receiveResult, operationID: clientOperationID, on: connection)
+            // The packet sits in airlockd's own receive buffer: its header is rewritten there.
+            queueRelayed(UnsafeMutableRawBufferPointer(mutating: packet), type: .receiveResult, operationID: clientOperationID, on: connection)
         }
     }
 

@@ -108,7 +108,7 @@ struct Benchmark {
             results.concurrent64 = try await Scenarios.concurrent(socketPath: socketPath, clients: 64, seconds: sizes.concurrentSeconds)
         }
         await step("stream", when: options.runs("stream"), &results) { (results: inout BenchResults) async throws(BenchFailure) in
-            results.stream = try await Scenarios.stream(socketPath: socketPath, bytes: sizes.streamBytes)
+            results.stream = try await Scenarios.stream(daemon: daemon, bytes: sizes.streamBytes)
         }
         await step("coldStart", when: options.runs("coldStart"), &results) { (results: inout BenchResults) async throws(BenchFailure) in
             results.coldStart = try await Scenarios.coldStart(socketPath: socketPath, plugins: coldPlugins)

@@ -119,6 +119,13 @@ extension BenchResults {
         ])
     }
 
+    /// "client 1.0 cs, 17.0 us CPU; airlockd ...; worker ...".
+    private func costsLine(_ costs: OperationCosts) -> String {
+        let parties = [("client", costs.client), ("airlockd", costs.supervisor), ("worker", costs.workers)]
+        return parties.map { "\($0.0) \(fixed(costs.switchesPerOperation($0.1), 1)) cs, \(fixed(costs.cpuMicrosecondsPerOperation($0.1), 1)) us CPU" }
+            .joined(separator: "; ")
+    }
+
     private func costsJSON(_ costs: OperationCosts) -> JSON {
         func party(_ process: ProcessCosts) -> JSON {
             .object([
@@ -148,6 +155,7 @@ extension BenchResults {
             members.append(("stream", .object([
                 ("bytes", .integer(Int64(stream.bytes))), ("chunks", .integer(Int64(stream.chunks))),
                 ("seconds", .number(stream.seconds, digits: 3)), ("path", .string("one RECEIVE through Command.output() (async)")),
+                ("cpuSecondsPerGiB", .number(stream.cpuSecondsPerGiB, digits: 2)), ("perChunk", costsJSON(stream.costs)),
             ])))
         }
         for (name, cold) in [("coldStart", coldStart), ("coldStartNoSandbox", coldStartNoSandbox)] {
@@ -213,11 +221,7 @@ extension BenchResults {
             rows.append(("  async Command.signal", us(phase.async.p50us) + " / " + fixed(phase.async.p99us, 1), "", best.name == "async" ? "<- headline" : ""))
             rows.append(("  supervisor PING (1 hop)", us(phase.supervisorPing.p50us) + " / " + fixed(phase.supervisorPing.p99us, 1), "", ""))
             if let costs = phase.blockingCosts {
-                let parties = [("client", costs.client), ("airlockd", costs.supervisor), ("worker", costs.workers)]
-                rows.append((
-                    "  per blocking round trip", "", "",
-                    parties.map { "\($0.0) \(fixed(costs.switchesPerOperation($0.1), 1)) cs, \(fixed(costs.cpuMicrosecondsPerOperation($0.1), 1)) us CPU" }
-                        .joined(separator: "; ")))
+                rows.append(("  per blocking round trip", "", "", costsLine(costs)))
             }
             rows.append((
                 "pingPongFloor p50 (\(label))", us(phase.floorStream.p50us), "", "SOCK_STREAM; SEQPACKET \(us(phase.floorSeqpacket.p50us))"))
@@ -230,6 +234,7 @@ extension BenchResults {
         }
         if let s = stream {
             rows.append(("stream (\(s.bytes >> 20) MiB, 64 KiB chunks)", fixed(s.gbPerSec, 2) + " GB/s", ">= 1.5" + mark(checks["stream"] ?? nil), "C relay: 2.5-3.2 GB/s"))
+            rows.append(("  per 64 KiB chunk", "", "", costsLine(s.costs) + "; " + fixed(s.cpuSecondsPerGiB, 2) + " s CPU per GiB"))
         }
         if let c = coldStart {
             rows.append(("coldStart p50 / p99 (full sandbox)", fixed(c.p50ms, 2) + " / " + fixed(c.p99ms, 2) + " ms", "p50 <= 10" + mark(checks["coldStart"] ?? nil), "C spawn + sandbox + dlopen: ~2 ms"))

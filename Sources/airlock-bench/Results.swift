@@ -59,7 +59,14 @@ struct StreamResult: Sendable {
     var bytes: UInt64
     var chunks: Int
     var seconds: Double
+    /// CPU and context switches per chunk of the client, airlockd and the worker.
+    var costs: OperationCosts
     var gbPerSec: Double { seconds > 0 ? Double(bytes) / seconds / 1e9 : 0 }
+    /// CPU seconds per GiB delivered, all three processes together (insensitive to load).
+    var cpuSecondsPerGiB: Double {
+        let total = costs.client.cpuNanoseconds &+ costs.supervisor.cpuNanoseconds &+ costs.workers.cpuNanoseconds
+        return bytes > 0 ? Double(total) / 1e9 / (Double(bytes) / Double(1 << 30)) : 0
+    }
 }
 
 struct ColdStartResult: Sendable {

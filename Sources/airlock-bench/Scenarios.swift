@@ -183,11 +183,13 @@ enum Scenarios {
     // MARK: - Streaming
 
     /// One Receive of a `stream N` command: N bytes of plug-in output in 64 KiB results.
-    static func stream(socketPath: String, bytes: UInt64) async throws(BenchFailure) -> StreamResult {
-        let target = try await SignalTarget.open(socketPath: socketPath, plugin: "noop", commandLine: "stream \(bytes)")
+    static func stream(daemon: BenchDaemon, bytes: UInt64) async throws(BenchFailure) -> StreamResult {
+        let target = try await SignalTarget.open(socketPath: daemon.socketPath, plugin: "noop", commandLine: "stream \(bytes)")
         defer { target.connection.close() }
         var received: UInt64 = 0
         var chunks = 0
+        let workers = daemon.childPIDs()
+        let before = OperationCosts.Snapshot.take(daemonPID: daemon.pid, workerPIDs: workers)
         let start = SystemClock.monotonicNanoseconds()
         do {
             for try await chunk in target.command.output() {
@@ -202,10 +204,11 @@ enum Scenarios {
             throw BenchFailure("the stream failed after \(received) bytes: \(error)")
         }
         let seconds = Double(SystemClock.monotonicNanoseconds() &- start) / 1e9
+        let after = OperationCosts.Snapshot.take(daemonPID: daemon.pid, workerPIDs: workers)
         guard received == bytes else {
             throw BenchFailure("the stream delivered \(received) bytes, not \(bytes)")
         }
-        return StreamResult(bytes: received, chunks: chunks, seconds: seconds)
+        return StreamResult(bytes: received, chunks: chunks, seconds: seconds, costs: OperationCosts(operations: chunks, from: before, to: after))
     }
 
     // MARK: - Cold start

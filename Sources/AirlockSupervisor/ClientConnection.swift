@@ -80,6 +80,10 @@ final class ClientConnection {
     var readingPaused = false
     var isDirty = false
 
+    /// Set when credit of an operation of this connection was held back (its output was
+    /// queued); ``Supervisor/releaseDeferredCredits(_:)`` looks only at such connections.
+    var mayHoldCredit = false
+
     /// When the connection entered the middle of a frame (0 = not mid-frame).
     var midFrameSince: UInt64 = 0
 

@@ -58,6 +58,8 @@ public final class Supervisor {
     var outputRateLimiter = OutputRateLimiter()
     /// Connections with output queued in the current batch (flushed after it).
     var dirtyConnections: [ClientConnection] = []
+    /// The list ``flushConnections()`` walks (swapped with ``dirtyConnections``).
+    private var flushingConnections: [ClientConnection] = []
     /// The delegated cgroup v2 subtree (systemd `Delegate=yes`), when there is one: each
     /// worker then runs in `workers/<plug-in>` with memory.max and pids.max.
     var cgroup: DelegatedCgroup?
@@ -67,6 +69,10 @@ public final class Supervisor {
     let packetBatch: PacketBatch
     /// Set while ``drainChannel(_:)`` walks ``packetBatch``.
     var drainingChannel = false
+    /// Reused for encoding frames to workers and for decoding their packets (taken out
+    /// while in use, so a nested use simply allocates).
+    var workerFrameScratch: [UInt8] = []
+    var workerPacketScratch: [UInt8] = []
     let devNull: FileDescriptor
 
     /// Creates a supervisor. `listeningSocket` is a socket passed by socket activation;
@@ -480,8 +486,14 @@ public final class Supervisor {
     }
 
     private func flushConnections() {
-        let dirty = dirtyConnections
-        dirtyConnections.removeAll(keepingCapacity: true)
+        // Swapped with a spare list rather than copied: no allocation per batch.
+        var dirty: [ClientConnection] = []
+        swap(&dirty, &flushingConnections)
+        swap(&dirty, &dirtyConnections)
+        defer {
+            dirty.removeAll(keepingCapacity: true)
+            flushingConnections = dirty
+        }
         for connection in dirty where connection.isDirty && connections[connection.id] === connection {
             if !connection.flush() {
                 dropConnection(connection)

@@ -63,7 +63,12 @@ extension Supervisor {
 
     func writeToWorker(_ plugin: PluginRuntime, _ frame: Frame) {
         guard let channel = plugin.channel else { return }
-        let bytes = frame.encoded()
+        // Encoded into one reused buffer: a frame the channel takes at once costs no allocation.
+        var bytes = workerFrameScratch
+        workerFrameScratch = []
+        bytes.removeAll(keepingCapacity: true)
+        frame.encode(into: &bytes)
+        defer { if bytes.capacity <= 64 << 10 { workerFrameScratch = bytes } }
         if plugin.pendingWrites.isEmpty {
             do {
                 let sent = try bytes.withUnsafeBytes { buffer throws(SystemCallError) in try Posix.send(channel, buffer, flags: .dontWait) }
@@ -115,13 +120,17 @@ extension Supervisor {
     }
 
     func releaseDeferredCredits(_ connection: ClientConnection) {
-        guard connection.pendingOutput < ClientConnection.lowWatermark else { return }
+        guard connection.mayHoldCredit, connection.pendingOutput < ClientConnection.lowWatermark else { return }
+        var stillHeld = false
         for key in connection.operations.values where key.workerOperationID != 0 {
             guard let plugin = plugins[key.plugin], let route = plugin.routes[key.workerOperationID] else { continue }
             if route.pendingCredit >= Self.creditBatch || (route.pendingCredit > 0 && connection.pendingOutput == 0) {
                 grantCredit(plugin, operation: key.workerOperationID)
+            } else if route.pendingCredit > 0 {
+                stillHeld = true
             }
         }
+        connection.mayHoldCredit = stillHeld
     }
 
     // MARK: - Starting
@@ -307,7 +316,13 @@ extension Supervisor {
             }
             let frame: Frame
             do {
-                frame = try Frame.decode([UInt8](packet), maxFrameSize: config.maxFrameSize + 4096)
+                // Copied into one reused array (the decoder reads arrays): no allocation.
+                var bytes = workerPacketScratch
+                workerPacketScratch = []
+                bytes.removeAll(keepingCapacity: true)
+                bytes.append(contentsOf: packet)
+                defer { if bytes.capacity <= 64 << 10 { workerPacketScratch = bytes } }
+                frame = try Frame.decode(bytes, maxFrameSize: config.maxFrameSize + 4096)
             } catch {
                 recycle(plugin, because: "it sent a malformed frame (\(error.message))")
                 return false
@@ -424,6 +439,8 @@ extension Supervisor {
         enqueue(connection, route.clientOperationID)
         if connection.pendingOutput < ClientConnection.highWatermark && route.pendingCredit >= Self.creditBatch {
             grantCredit(plugin, operation: op)
+        } else {
+            connection.mayHoldCredit = true
         }
     }
 

@@ -102,10 +102,10 @@ struct Benchmark {
                 roundTrips: sizes.roundTrips, blocks: sizes.blocks, warmUp: sizes.warmUp)
         }
         await step("concurrent16", when: options.runs("concurrent16"), &results) { (results: inout BenchResults) async throws(BenchFailure) in
-            results.concurrent16 = try await Scenarios.concurrent(socketPath: socketPath, clients: 16, seconds: sizes.concurrentSeconds)
+            results.concurrent16 = try await Scenarios.concurrent(daemon: daemon, clients: 16, seconds: sizes.concurrentSeconds)
         }
         await step("concurrent64", when: options.runs("concurrent64"), &results) { (results: inout BenchResults) async throws(BenchFailure) in
-            results.concurrent64 = try await Scenarios.concurrent(socketPath: socketPath, clients: 64, seconds: sizes.concurrentSeconds)
+            results.concurrent64 = try await Scenarios.concurrent(daemon: daemon, clients: 64, seconds: sizes.concurrentSeconds)
         }
         await step("stream", when: options.runs("stream"), &results) { (results: inout BenchResults) async throws(BenchFailure) in
             results.stream = try await Scenarios.stream(daemon: daemon, bytes: sizes.streamBytes)

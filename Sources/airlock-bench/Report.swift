@@ -149,6 +149,7 @@ extension BenchResults {
             members.append((name, .object([
                 ("clients", .integer(Int64(throughput.clients))), ("operations", .integer(Int64(throughput.operations))),
                 ("seconds", .number(throughput.seconds, digits: 3)), ("path", .string("blocking Signals, one connection, shell and thread per client")),
+                ("perOperation", costsJSON(throughput.costs)),
             ])))
         }
         if let stream {
@@ -228,9 +229,11 @@ extension BenchResults {
         }
         if let c = concurrent16 {
             rows.append(("concurrent16", grouped(c.opsPerSec) + " ops/s", ">= 40,000" + mark(checks["concurrent16"] ?? nil), "C relay: 75-80k (one worker)"))
+            rows.append(("  per operation", "", "", costsLine(c.costs)))
         }
         if let c = concurrent64 {
             rows.append(("concurrent64", grouped(c.opsPerSec) + " ops/s", "", ""))
+            rows.append(("  per operation", "", "", costsLine(c.costs)))
         }
         if let s = stream {
             rows.append(("stream (\(s.bytes >> 20) MiB, 64 KiB chunks)", fixed(s.gbPerSec, 2) + " GB/s", ">= 1.5" + mark(checks["stream"] ?? nil), "C relay: 2.5-3.2 GB/s"))

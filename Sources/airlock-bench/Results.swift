@@ -52,6 +52,8 @@ struct Throughput: Sendable {
     var clients: Int
     var operations: Int
     var seconds: Double
+    /// CPU and context switches per operation of the clients, airlockd and the worker.
+    var costs: OperationCosts
     var opsPerSec: Double { seconds > 0 ? Double(operations) / seconds : 0 }
 }
 

@@ -135,15 +135,16 @@ enum Scenarios {
 
     /// `clients` connections, each with its own shell and command, each driven by its own
     /// thread doing blocking Signals back to back for `seconds`.
-    static func concurrent(socketPath: String, clients: Int, seconds: Double) async throws(BenchFailure) -> Throughput {
+    static func concurrent(daemon: BenchDaemon, clients: Int, seconds: Double) async throws(BenchFailure) -> Throughput {
         var targets: [SignalTarget] = []
         defer { for target in targets { target.connection.close() } }
         for _ in 0..<clients {
-            targets.append(try await SignalTarget.open(socketPath: socketPath, plugin: "noop"))
+            targets.append(try await SignalTarget.open(socketPath: daemon.socketPath, plugin: "noop"))
         }
+        let workers = daemon.childPIDs()
         let gate = LoadGate()
         let commands = targets.map(\.command)
-        let outcome = await withTaskGroup(of: Result<Int, BenchFailure>.self) { group -> (results: [Result<Int, BenchFailure>], seconds: Double) in
+        let outcome = await withTaskGroup(of: Result<Int, BenchFailure>.self) { group -> (results: [Result<Int, BenchFailure>], seconds: Double, before: OperationCosts.Snapshot, after: OperationCosts.Snapshot) in
             for command in commands {
                 group.addTask {
                     await BenchThread.run {
@@ -164,6 +165,7 @@ enum Scenarios {
             while gate.readyCount < commands.count {
                 try? await Task.sleep(for: .milliseconds(1))
             }
+            let before = OperationCosts.Snapshot.take(daemonPID: daemon.pid, workerPIDs: workers)
             let start = SystemClock.monotonicNanoseconds()
             gate.go()
             try? await Task.sleep(for: .milliseconds(Int(seconds * 1000)))
@@ -171,13 +173,15 @@ enum Scenarios {
             let elapsed = Double(SystemClock.monotonicNanoseconds() &- start) / 1e9
             var results: [Result<Int, BenchFailure>] = []
             for await result in group { results.append(result) }
-            return (results, elapsed)
+            let after = OperationCosts.Snapshot.take(daemonPID: daemon.pid, workerPIDs: workers)
+            return (results, elapsed, before, after)
         }
         var operations = 0
         for result in outcome.results {
             operations += try result.get()
         }
-        return Throughput(clients: clients, operations: operations, seconds: outcome.seconds)
+        return Throughput(clients: clients, operations: operations, seconds: outcome.seconds,
+                          costs: OperationCosts(operations: operations, from: outcome.before, to: outcome.after))
     }
 
     // MARK: - Streaming

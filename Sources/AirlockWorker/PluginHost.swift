@@ -219,7 +219,8 @@ final class PluginHost: @unchecked Sendable {
 
     // MARK: - Requests from the supervisor
 
-    /// Serves one frame from the supervisor, on the reader thread that received it.
+    /// Serves one frame from the supervisor other than an operation request, on the
+    /// reader thread that received it.
     func handle(_ frame: Frame) {
         switch frame.message {
         case .ping(let token):
@@ -238,25 +239,32 @@ final class PluginHost: @unchecked Sendable {
         case .workerShutdown(let request):
             shutdown(request, replyTo: frame.operationID)
         default:
-            guard let request = OperationRequest(frame.message) else {
-                channel.fatal("protocol violation by the supervisor: \(frame.message.type.wireName) is not a message for a worker (or not after W_START)")
-            }
-            if frame.operationID == 0 {
-                channel.fatal("protocol violation by the supervisor: \(frame.message.type.wireName) with operation id 0")
-            }
-            start(request, operationID: frame.operationID)
+            channel.fatal("protocol violation by the supervisor: \(frame.message.type.wireName) is not a message for a worker (or not after W_START)")
         }
+    }
+
+    /// Serves one operation request (read in place from the packet, which stays valid
+    /// until this returns), on the reader thread that received it.
+    func handle(_ request: WorkerRequestPacket) {
+        guard let kind = OperationKind(request.type) else {
+            channel.fatal("protocol violation by the supervisor: \(request.type.wireName) is not an operation request")
+        }
+        if request.operationID == 0 {
+            channel.fatal("protocol violation by the supervisor: \(request.type.wireName) with operation id 0")
+        }
+        start(request, kind: kind)
     }
 
     /// Completes an operation the plug-in never saw. `message` travels in
     /// `extendedInformation` (the only text `W_COMPLETE` carries).
     private func reject(_ operationID: UInt64, _ code: UInt32, _ message: String) {
-        channel.send(.workerComplete(WorkerComplete(errorCode: code, extendedInformation: message)), operation: operationID, final: true)
+        channel.sendComplete(operation: operationID, errorCode: code, extendedInformation: message)
     }
 
     /// Builds the request, checks the shell and command it names, and calls the entry
     /// point on this thread.
-    private func start(_ request: OperationRequest, operationID: UInt64) {
+    private func start(_ request: WorkerRequestPacket, kind: OperationKind) {
+        let operationID = request.operationID
         let cancelEvent: EventDescriptor
         do {
             lock.lock()
@@ -267,7 +275,7 @@ final class PluginHost: @unchecked Sendable {
             reject(operationID, WSManError.outOfMemory, "the worker of plug-in \(pluginName) cannot create the request's eventfd: \(error)")
             return
         }
-        let block = RequestBlock.make(request, cancelEventFD: cancelEvent.fd.rawValue)
+        let block = RequestBlock.make(request, kind: kind, cancelEventFD: cancelEvent.fd.rawValue)
 
         lock.lock()
         if shuttingDown {
@@ -283,7 +291,7 @@ final class PluginHost: @unchecked Sendable {
         let shell: ShellRecord
         var command: CommandRecord?
         var refusal: String?
-        switch request.kind {
+        switch kind {
         case .shell:
             if shells[request.shellID] != nil {
                 refusal = "shell \(request.shellID) already exists"
@@ -295,7 +303,7 @@ final class PluginHost: @unchecked Sendable {
         default:
             if let known = shells[request.shellID], known.contextReported, !known.completed {
                 shell = known
-                if request.kind == .command {
+                if kind == .command {
                     if request.commandID == 0 || known.commands[request.commandID] != nil {
                         refusal = "command id \(request.commandID) is not a new command of shell \(request.shellID)"
                     } else {
@@ -326,7 +334,7 @@ final class PluginHost: @unchecked Sendable {
             return
         }
         let operation = Operation(
-            id: operationID, kind: request.kind, block: block, cancelEvent: cancelEvent,
+            id: operationID, kind: kind, block: block, cancelEvent: cancelEvent,
             timeoutMs: request.context.timeoutMs, shell: shell, command: command)
         shell.references += 1
         command?.references += 1
@@ -857,7 +865,7 @@ final class PluginHost: @unchecked Sendable {
         }
         lock.unlock()
 
-        channel.send(.workerComplete(WorkerComplete(errorCode: errorCode, extendedInformation: information)), operation: operation.id, final: true)
+        channel.sendComplete(operation: operation.id, errorCode: errorCode, extendedInformation: information)
 
         lock.lock()
         operation.completionSent = true

@@ -21,17 +21,7 @@ final class WorkerChannel: Sendable {
     /// Sends one frame. When the supervisor is gone (`EPIPE`, `ECONNRESET`) the process
     /// ends at once: nobody is left to serve.
     func send(_ frame: Frame) {
-        let bytes = frame.encoded()
-        let outcome = bytes.withUnsafeBytes { buffer in
-            Result { () throws(SystemCallError) -> Int? in try Posix.send(fd, buffer) }
-        }
-        if case .failure(let error) = outcome {
-            if error.errno == .brokenPipe || error.errno == .connectionReset || error.errno == .socketNotConnected {
-                _exit(0)
-            }
-            WorkerLog.write("cannot send \(frame.message.type.wireName) (\(bytes.count) bytes) on the supervisor channel (fd 3): \(error)")
-            _exit(70)
-        }
+        frame.encoded().withUnsafeBytes { send($0, type: frame.message.type) }
     }
 
     /// Sends one `W_RESULT` whose binary data is the plug-in's own memory: the header, the
@@ -57,6 +47,38 @@ final class WorkerChannel: Sendable {
         }
     }
 
+    /// Sends the `W_COMPLETE` that ends operation `operationID`, encoded on the stack.
+    func sendComplete(operation operationID: UInt64, errorCode: UInt32, extendedInformation: String?) {
+        guard var information = extendedInformation else {
+            sendComplete(operation: operationID, errorCode: errorCode, utf8: nil)
+            return
+        }
+        information.withUTF8 { utf8 in
+            sendComplete(operation: operationID, errorCode: errorCode, utf8: UnsafeRawBufferPointer(utf8))
+        }
+    }
+
+    private func sendComplete(operation operationID: UInt64, errorCode: UInt32, utf8: UnsafeRawBufferPointer?) {
+        let size = CompletionFrame.size(informationBytes: utf8?.count)
+        withUnsafeTemporaryAllocation(byteCount: size, alignment: 8) { buffer in
+            _ = CompletionFrame.write(operationID: operationID, errorCode: errorCode, information: utf8, into: buffer)
+            send(UnsafeRawBufferPointer(buffer), type: .workerComplete)
+        }
+    }
+
+    /// Sends one encoded frame of type `type` (for the error message).
+    private func send(_ bytes: UnsafeRawBufferPointer, type: MessageType) {
+        do throws(SystemCallError) {
+            _ = try Posix.send(fd, bytes)
+        } catch {
+            if error.errno == .brokenPipe || error.errno == .connectionReset || error.errno == .socketNotConnected {
+                _exit(0)
+            }
+            WorkerLog.write("cannot send \(type.wireName) (\(bytes.count) bytes) on the supervisor channel (fd 3): \(error)")
+            _exit(70)
+        }
+    }
+
     /// Sends `message` with operation id `operationID`.
     func send(_ message: Message, operation operationID: UInt64 = 0, final: Bool = false) {
         send(Frame(operationID: operationID, flags: final ? .final : [], message: message))
@@ -76,23 +98,24 @@ final class WorkerChannel: Sendable {
 
     /// What ``receive(into:maxFrameSize:)`` got.
     enum Received {
+        /// An operation request, read in place: valid until the next receive into the
+        /// same buffer.
+        case request(WorkerRequestPacket)
+        /// Any other frame.
         case frame(Frame)
         /// The supervisor closed its end.
         case endOfFile
     }
 
-    /// Blocks until the next packet and decodes it. A packet larger than `buffer`, a
-    /// malformed frame or a receive error is fatal.
-    func receive(into buffer: inout [UInt8], maxFrameSize: Int) -> Received {
+    /// Blocks until the next packet and reads it: an operation request in place, any
+    /// other frame decoded. A packet larger than `buffer`, a malformed frame or a receive
+    /// error is fatal.
+    func receive(into buffer: UnsafeMutableRawBufferPointer, maxFrameSize: Int) -> Received {
         while true {
-            let outcome = buffer.withUnsafeMutableBytes { raw in
-                Result { () throws(SystemCallError) -> Posix.PacketResult in try Posix.receivePacket(fd, into: raw) }
-            }
             let result: Posix.PacketResult
-            switch outcome {
-            case .success(let received):
-                result = received
-            case .failure(let error):
+            do throws(SystemCallError) {
+                result = try Posix.receivePacket(fd, into: buffer)
+            } catch {
                 if error.errno == .connectionReset { return .endOfFile }
                 if error.errno == .badFileDescriptor {
                     fatal("the supervisor channel (fd 3) was closed inside the worker, by the plug-in or a library it uses: \(error)")
@@ -101,8 +124,12 @@ final class WorkerChannel: Sendable {
             }
             switch result {
             case .packet(let size):
-                do {
-                    return .frame(try Frame.decode(buffer, range: 0..<size, maxFrameSize: maxFrameSize))
+                let packet = UnsafeRawBufferPointer(rebasing: buffer[0..<size])
+                do throws(ProtocolError) {
+                    if let request = try WorkerRequestPacket.read(packet, maxFrameSize: maxFrameSize) {
+                        return .request(request)
+                    }
+                    return .frame(try Frame.decode(Array(packet), maxFrameSize: maxFrameSize))
                 } catch {
                     fatal("protocol violation by the supervisor: \(error.message)")
                 }

@@ -26,12 +26,18 @@ public enum WorkerMain {
         }
 
         // W_START, the supervisor's first frame.
-        let startSize = ProtocolLimits.defaultMaxFrameSize + 4096
-        var buffer = [UInt8](unsafeUninitializedCapacity: startSize) { _, count in count = startSize }
-        guard case .frame(let frame) = channel.receive(into: &buffer, maxFrameSize: ProtocolLimits.defaultMaxFrameSize) else {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: ProtocolLimits.defaultMaxFrameSize + 4096, alignment: 16)
+        let first = channel.receive(into: buffer, maxFrameSize: ProtocolLimits.defaultMaxFrameSize)
+        let frame: Frame
+        switch first {
+        case .endOfFile:
             _exit(0)
+        case .request(let request):
+            channel.fatal("protocol violation by the supervisor: the first frame is \(request.type.wireName), not W_START")
+        case .frame(let decoded):
+            frame = decoded
         }
-        buffer = []
+        buffer.deallocate()
         guard case .workerStart(let start) = frame.message else {
             channel.fatal("protocol violation by the supervisor: the first frame is \(frame.message.type.wireName), not W_START")
         }

@@ -46,10 +46,10 @@ final class PluginHost: @unchecked Sendable {
     /// the channel, so a W_CANCEL can overtake the request it targets. Applied when the
     /// operation registers. Bounded: the oldest are dropped beyond 4096.
     private var earlyCancels: Set<UInt64> = []
-    /// Ids of recently finished operations, so a late cancel is not taken for an early one.
-    private var recentlyFinished: Set<UInt64> = []
-    /// The last ``recentlyFinishedLimit`` finished ids, a ring from `recentlyFinishedNext`.
-    private var recentlyFinishedOrder: [UInt64] = []
+    /// Ids of the last ``recentlyFinishedLimit`` finished operations, so a late cancel is
+    /// not taken for an early one: a ring from `recentlyFinishedNext`, searched only when a
+    /// cancel finds no operation (rare), written once per operation (no hashing).
+    private var recentlyFinished: [UInt64] = []
     private var recentlyFinishedNext = 0
     static let recentlyFinishedLimit = 4096
     /// eventfds of finished operations that were never signalled, for the next requests
@@ -63,8 +63,10 @@ final class PluginHost: @unchecked Sendable {
     /// Finished operations whose blocks are kept a little longer (a plug-in that reads
     /// a request just after completing it finds valid memory, and the address is not
     /// reused at once, so a stale pointer is recognized as finished).
-    private var quarantine: [Operation?] = []
-    private var quarantineStart = 0
+    /// A ring of ``quarantineLimit`` slots, the oldest at `quarantineHead`.
+    private var quarantine = [Operation?](repeating: nil, count: PluginHost.quarantineLimit)
+    private var quarantineHead = 0
+    private var quarantineCount = 0
     private var quarantineBytes = 0
     private var releaseJobs: [ReleaseJob] = []
     private var housekeeperBusy = false
@@ -342,7 +344,7 @@ final class PluginHost: @unchecked Sendable {
         operationsByRequest[operation.address] = operation
         let shellContext = shell.context
         let commandContext = command?.context
-        let cancelledEarly = earlyCancels.remove(operationID) != nil
+        let cancelledEarly = !earlyCancels.isEmpty && earlyCancels.remove(operationID) != nil
         lock.unlock()
 
         // A cancel that overtook this request: the plug-in sees it at once
@@ -352,9 +354,7 @@ final class PluginHost: @unchecked Sendable {
 
         lock.lock()
         operation.entryReturned = true
-        let evicted = finishIfDone(operation)
-        lock.unlock()
-        free(evicted)
+        finishIfDoneAndUnlock(operation)
     }
 
     /// Calls the operation's entry point (no lock held). A missing optional entry point
@@ -384,12 +384,10 @@ final class PluginHost: @unchecked Sendable {
 
     /// Remembers that an operation finished (the lock is held).
     private func noteFinished(_ id: UInt64) {
-        recentlyFinished.insert(id)
-        if recentlyFinishedOrder.count < Self.recentlyFinishedLimit {
-            recentlyFinishedOrder.append(id)
+        if recentlyFinished.count < Self.recentlyFinishedLimit {
+            recentlyFinished.append(id)
         } else {
-            recentlyFinished.remove(recentlyFinishedOrder[recentlyFinishedNext])
-            recentlyFinishedOrder[recentlyFinishedNext] = id
+            recentlyFinished[recentlyFinishedNext] = id
             recentlyFinishedNext = (recentlyFinishedNext + 1) % Self.recentlyFinishedLimit
         }
     }
@@ -449,18 +447,25 @@ final class PluginHost: @unchecked Sendable {
             operation.callbackThreads.remove(at: index)
         }
         lock.broadcastChange()
-        let evicted = finishIfDone(operation)
-        lock.unlock()
-        free(evicted)
+        finishIfDoneAndUnlock(operation)
     }
 
     static let shutdownNotificationOffset = MemoryLayout<WSMAN_PLUGIN_REQUEST>.offset(of: \.shutdownNotification)!
 
     // MARK: - Finishing operations and releasing contexts
 
+    /// ``finishIfDone(_:)``, then unlocks (lock held on entry, not on return).
+    private func finishIfDoneAndUnlock(_ operation: Operation) {
+        let closing = finishIfDone(operation)
+        lock.unlock()
+        // Their eventfds close as they are deallocated, here, outside the lock.
+        withExtendedLifetime(closing) {}
+    }
+
     /// Marks the operation finished once nothing needs its block any more: completed,
-    /// `W_COMPLETE` sent, entry point returned, no callback of ours running. Returns the
-    /// operations pushed out of quarantine, to ``free(_:)`` after unlocking (lock held).
+    /// `W_COMPLETE` sent, entry point returned, no callback of ours running, and puts it in
+    /// quarantine. Returns the operations pushed out of quarantine whose eventfd cannot
+    /// serve again, to be released after unlocking (lock held).
     private func finishIfDone(_ operation: Operation) -> [Operation] {
         guard !operation.finished, operation.completionSent, operation.entryReturned,
               operation.callbackThreads.isEmpty, operation.sendsInFlight == 0 else { return [] }
@@ -476,37 +481,35 @@ final class PluginHost: @unchecked Sendable {
         operation.shell.references -= 1
         checkRelease(operation.shell)
 
-        quarantine.append(operation)
+        var closing: [Operation] = []
+        if quarantineCount == PluginHost.quarantineLimit {
+            evictFromQuarantine(into: &closing)
+        }
+        quarantine[(quarantineHead + quarantineCount) % PluginHost.quarantineLimit] = operation
+        quarantineCount += 1
         quarantineBytes += operation.block.size
-        var evicted: [Operation] = []
-        while quarantine.count - quarantineStart > PluginHost.quarantineLimit || quarantineBytes > PluginHost.quarantineByteLimit {
-            guard let old = quarantine[quarantineStart] else { break }
-            quarantine[quarantineStart] = nil
-            quarantineStart += 1
-            quarantineBytes -= old.block.size
-            operationsByRequest[old.address] = nil
-            evicted.append(old)
+        while quarantineBytes > PluginHost.quarantineByteLimit && quarantineCount > 0 {
+            evictFromQuarantine(into: &closing)
         }
-        if quarantineStart >= 256 {
-            quarantine.removeFirst(quarantineStart)
-            quarantineStart = 0
-        }
-        return evicted
+        return closing
     }
 
-    /// Frees the blocks of operations that left quarantine (no lock held); each eventfd
-    /// closes when its operation is deallocated.
-    private func free(_ operations: [Operation]) {
-        if operations.isEmpty { return }
-        for operation in operations {
-            operation.block.free()
+    /// Ends the quarantine of the oldest finished operation: forgets its request pointer
+    /// and frees its block. An eventfd never signalled (counter 0) serves the next request
+    /// as new; any other is appended to `closing` (lock held).
+    private func evictFromQuarantine(into closing: inout [Operation]) {
+        guard let old = quarantine[quarantineHead] else { return }
+        quarantine[quarantineHead] = nil
+        quarantineHead = (quarantineHead + 1) % PluginHost.quarantineLimit
+        quarantineCount -= 1
+        quarantineBytes -= old.block.size
+        operationsByRequest[old.address] = nil
+        old.block.free()
+        if !old.cancelled && spareCancelEvents.count < Self.spareCancelEventLimit {
+            spareCancelEvents.append(old.cancelEvent)
+        } else {
+            closing.append(old)
         }
-        // An eventfd never signalled (counter 0) serves the next request as new.
-        lock.lock()
-        for operation in operations where !operation.cancelled && spareCancelEvents.count < Self.spareCancelEventLimit {
-            spareCancelEvents.append(operation.cancelEvent)
-        }
-        lock.unlock()
     }
 
     /// Queues a command's release once it has ended and nothing uses its context (lock held).
@@ -696,9 +699,7 @@ final class PluginHost: @unchecked Sendable {
         lock.lock()
         operation.sendsInFlight -= 1
         if operation.sendsInFlight == 0 { lock.broadcastChange() }
-        let evicted = finishIfDone(operation)
-        lock.unlock()
-        free(evicted)
+        finishIfDoneAndUnlock(operation)
     }
 
     /// The data of one `WSManPluginReceiveResult` call.
@@ -869,9 +870,7 @@ final class PluginHost: @unchecked Sendable {
 
         lock.lock()
         operation.completionSent = true
-        let evicted = finishIfDone(operation)
-        lock.unlock()
-        free(evicted)
+        finishIfDoneAndUnlock(operation)
         return WSManError.noError
     }
 
@@ -988,8 +987,6 @@ final class PluginHost: @unchecked Sendable {
             operation.callbackThreads.remove(at: index)
         }
         lock.broadcastChange()
-        let evicted = finishIfDone(operation)
-        lock.unlock()
-        free(evicted)
+        finishIfDoneAndUnlock(operation)
     }
 }

@@ -12,7 +12,7 @@ public struct WorkerRequestPacket {
     public var operationID: UInt64
     public var flags: FrameFlags
     public var context: Context
-    public var shellID: UInt64
+    public var shellID: UInt64 = 0
     /// 0 for `W_SHELL` (which has none).
     public var commandID: UInt64 = 0
 
@@ -49,7 +49,8 @@ public struct WorkerRequestPacket {
         public var httpURL: WireString
     }
 
-    /// Whether `type` is one of the six operation requests this reads.
+    /// Whether `type` is one of the six operation requests this reads (the others are
+    /// left to `Frame.decode`).
     public static func isRequest(_ type: MessageType) -> Bool {
         switch type {
         case .workerShell, .workerCommand, .workerSend, .workerReceive, .workerSignal, .workerConnect: true
@@ -57,12 +58,24 @@ public struct WorkerRequestPacket {
         }
     }
 
-    /// Reads one packet (one whole frame). Returns nil when it is shorter than a header or
+    /// Reads one packet (one whole frame). Fails (nil) when it is shorter than a header or
     /// of another type (the caller decodes those with `Frame.decode`); throws what
     /// `Frame.decode` throws for a malformed or oversized request.
-    public static func read(_ packet: UnsafeRawBufferPointer, maxFrameSize: Int) throws(ProtocolError) -> WorkerRequestPacket? {
-        guard packet.count >= ProtocolLimits.headerSize,
-              let type = MessageType(rawValue: WireCursor.load16(packet, 4)), isRequest(type) else { return nil }
+    ///
+    /// An initializer rather than a function returning the request: the fields are
+    /// written in place, never copied.
+    public init?(packet: UnsafeRawBufferPointer, maxFrameSize: Int) throws(ProtocolError) {
+        guard packet.count >= ProtocolLimits.headerSize else { return nil }
+        let type: MessageType
+        switch WireCursor.load16(packet, 4) {
+        case MessageType.workerShell.rawValue: type = .workerShell
+        case MessageType.workerCommand.rawValue: type = .workerCommand
+        case MessageType.workerSend.rawValue: type = .workerSend
+        case MessageType.workerReceive.rawValue: type = .workerReceive
+        case MessageType.workerSignal.rawValue: type = .workerSignal
+        case MessageType.workerConnect.rawValue: type = .workerConnect
+        default: return nil
+        }
         let length = Int(WireCursor.load32(packet, 0))
         if length < 12 { throw ProtocolError.malformed("length \(length) is below the minimum of 12") }
         if length + 4 > maxFrameSize { throw ProtocolError.oversized(length + 4, limit: maxFrameSize) }
@@ -73,54 +86,49 @@ public struct WorkerRequestPacket {
         if rawFlags & ~FrameFlags.final.rawValue != 0 {
             throw ProtocolError.malformed("undefined flag bits 0x\(String(rawFlags, radix: 16)) in \(type.wireName)")
         }
+        self.type = type
+        operationID = WireCursor.load64(packet, 8)
+        flags = FrameFlags(rawValue: rawFlags)
         var r = WireCursor(packet: packet, position: ProtocolLimits.headerSize)
-        var request = WorkerRequestPacket(
-            type: type, operationID: WireCursor.load64(packet, 8), flags: FrameFlags(rawValue: rawFlags),
-            context: try r.context(), shellID: 0)
+        context = try r.context()
+        shellID = try r.u64("shellId")
         switch type {
         case .workerShell:
-            request.shellID = try r.u64("shellId")
-            request.idleTimeoutMs = try r.u32("idleTimeoutMs")
-            request.inputStreams = try r.strings("inputStreams")
-            request.outputStreams = try r.strings("outputStreams")
-            request.workingDirectory = try r.optstr("workingDirectory")
-            request.environment = try r.list("environment", minimumElementSize: 8) { (r: inout WireCursor) throws(ProtocolError) in
+            idleTimeoutMs = try r.u32("idleTimeoutMs")
+            inputStreams = try r.strings("inputStreams")
+            outputStreams = try r.strings("outputStreams")
+            workingDirectory = try r.optstr("workingDirectory")
+            environment = try r.list("environment", minimumElementSize: 8) { (r: inout WireCursor) throws(ProtocolError) in
                 _ = try r.str("envvar.name")
                 _ = try r.str("envvar.value")
             }
-            request.name = try r.optstr("name")
-            request.options = try r.options()
-            request.optionsMustUnderstand = try r.bool("optionsMustUnderstand")
-            request.data = try r.data()
+            name = try r.optstr("name")
+            options = try r.options()
+            optionsMustUnderstand = try r.bool("optionsMustUnderstand")
+            data = try r.data()
         case .workerCommand:
-            request.shellID = try r.u64("shellId")
-            request.commandID = try r.u64("commandId")
-            request.text = try r.str("commandLine")
-            request.arguments = try r.strings("arguments")
-            request.options = try r.options()
+            commandID = try r.u64("commandId")
+            text = try r.str("commandLine")
+            arguments = try r.strings("arguments")
+            options = try r.options()
         case .workerSend:
-            request.shellID = try r.u64("shellId")
-            request.commandID = try r.u64("commandId")
-            request.text = try r.str("stream")
-            request.endOfStream = try r.bool("endOfStream")
-            request.data = .binary(try r.blob("data"))
+            commandID = try r.u64("commandId")
+            text = try r.str("stream")
+            endOfStream = try r.bool("endOfStream")
+            data = .binary(try r.blob("data"))
         case .workerReceive:
-            request.shellID = try r.u64("shellId")
-            request.commandID = try r.u64("commandId")
-            request.streams = try r.strings("streams")
+            commandID = try r.u64("commandId")
+            streams = try r.strings("streams")
         case .workerSignal:
-            request.shellID = try r.u64("shellId")
-            request.commandID = try r.u64("commandId")
-            request.text = try r.str("code")
+            commandID = try r.u64("commandId")
+            text = try r.str("code")
         default:  // .workerConnect (isRequest)
-            request.shellID = try r.u64("shellId")
-            request.commandID = try r.u64("commandId")
-            request.data = try r.data()
+            commandID = try r.u64("commandId")
+            data = try r.data()
         }
         if r.position != packet.count {
             throw ProtocolError.malformed("\(type.wireName): \(packet.count - r.position) unexpected trailing byte(s)")
         }
-        return request
     }
 }
 
@@ -266,24 +274,28 @@ struct WireCursor {
         }
     }
 
+    @inline(__always)
     mutating func u8(_ field: StaticString) throws(ProtocolError) -> UInt8 {
         try need(1, field)
         defer { position += 1 }
         return packet[position]
     }
 
+    @inline(__always)
     mutating func u32(_ field: StaticString) throws(ProtocolError) -> UInt32 {
         try need(4, field)
         defer { position += 4 }
         return WireCursor.load32(packet, position)
     }
 
+    @inline(__always)
     mutating func u64(_ field: StaticString) throws(ProtocolError) -> UInt64 {
         try need(8, field)
         defer { position += 8 }
         return WireCursor.load64(packet, position)
     }
 
+    @inline(__always)
     mutating func bool(_ field: StaticString) throws(ProtocolError) -> Bool {
         switch try u8(field) {
         case 0: return false
@@ -292,15 +304,17 @@ struct WireCursor {
         }
     }
 
+    @inline(__always)
     mutating func str(_ field: StaticString) throws(ProtocolError) -> WireString {
         let count = Int(try u32(field))
         try need(count, field)
-        let bytes = UnsafeRawBufferPointer(rebasing: packet[position..<(position + count)])
+        let bytes = UnsafeRawBufferPointer(start: packet.baseAddress! + position, count: count)
         position += count
         try UTF8Check.check(bytes, field)
         return WireString(utf8: bytes)
     }
 
+    @inline(__always)
     mutating func optstr(_ field: StaticString) throws(ProtocolError) -> WireString? {
         switch try u8(field) {
         case 0: return nil
@@ -367,15 +381,17 @@ struct WireCursor {
 /// The rule of ``ByteReader/str(_:)`` for bytes in place: valid UTF-8 without NUL.
 enum UTF8Check {
     /// Throws what ``ByteReader/str(_:)`` throws for these bytes.
+    @inline(__always)
     static func check(_ bytes: UnsafeRawBufferPointer, _ field: StaticString) throws(ProtocolError) {
-        switch asciiPrefix(bytes) {
-        case .ascii:
-            return
-        case .nul:
+        if asciiPrefix(bytes) != .ascii { try checkBeyondASCII(bytes, field) }
+    }
+
+    /// ``check(_:_:)`` for bytes that are not all ASCII without NUL.
+    @inline(never)
+    static func checkBeyondASCII(_ bytes: UnsafeRawBufferPointer, _ field: StaticString) throws(ProtocolError) {
+        if asciiPrefix(bytes) == .nul {
             // ByteReader validates up to the first NUL: an ASCII prefix is valid.
             throw ProtocolError.malformed("field \(field): string contains NUL")
-        case .other:
-            break
         }
         // Beyond ASCII: the standard library's strict validation, as ByteReader does it.
         let count = bytes.count
@@ -402,6 +418,7 @@ enum UTF8Check {
     }
 
     /// How `bytes` start, read eight bytes at a time.
+    @inline(__always)
     static func asciiPrefix(_ bytes: UnsafeRawBufferPointer) -> Prefix {
         let count = bytes.count
         var index = 0

@@ -39,9 +39,9 @@ final class PluginHost: @unchecked Sendable {
 
     let lock = HostLock()
     // MARK: Guarded by `lock`
-    private var operationsByRequest: [UInt: Operation] = [:]
+    private var operationsByRequest = IntegerTable<Operation>()
     /// Operations not yet completed, by the supervisor's id.
-    private var operationsByID: [UInt64: Operation] = [:]
+    private var operationsByID = IntegerTable<Operation>()
     /// Cancels that arrived before their operation was registered: several threads read
     /// the channel, so a W_CANCEL can overtake the request it targets. Applied when the
     /// operation registers. Bounded: the oldest are dropped beyond 4096.
@@ -57,7 +57,7 @@ final class PluginHost: @unchecked Sendable {
     private var spareCancelEvents: [EventDescriptor] = []
     static let spareCancelEventLimit = 32
     /// Shells not yet released.
-    private var shells: [UInt64: ShellRecord] = [:]
+    private var shells = IntegerTable<ShellRecord>()
     /// The reported contexts of those shells.
     private var shellContexts: Set<UInt> = []
     /// Finished operations whose blocks are kept a little longer (a plug-in that reads
@@ -188,7 +188,7 @@ final class PluginHost: @unchecked Sendable {
     private func lookUp(_ request: RequestPointer?) -> Lookup {
         guard let request else { return .null }
         let address = UInt(bitPattern: request)
-        guard let operation = operationsByRequest[address] else { return .unknown(address) }
+        guard let operation = operationsByRequest[UInt64(address)] else { return .unknown(address) }
         return operation.completed ? .completed(operation) : .found(operation)
     }
 
@@ -221,9 +221,25 @@ final class PluginHost: @unchecked Sendable {
 
     // MARK: - Requests from the supervisor
 
-    /// Serves one frame from the supervisor other than an operation request, on the
-    /// reader thread that received it.
-    func handle(_ frame: Frame) {
+    /// Serves one packet from the supervisor, on the reader thread that received it: an
+    /// operation request is read in place (`packet` stays valid until this returns), any
+    /// other frame decoded. A malformed frame is fatal.
+    func serve(_ packet: UnsafeRawBufferPointer, maxFrameSize: Int) {
+        let request: WorkerRequestPacket?
+        do throws(ProtocolError) {
+            request = try WorkerRequestPacket(packet: packet, maxFrameSize: maxFrameSize)
+        } catch {
+            channel.fatal("protocol violation by the supervisor: \(error.message)")
+        }
+        if let request {
+            handle(request)
+        } else {
+            handle(channel.decode(packet, maxFrameSize: maxFrameSize))
+        }
+    }
+
+    /// Serves one frame from the supervisor other than an operation request.
+    private func handle(_ frame: Frame) {
         switch frame.message {
         case .ping(let token):
             channel.send(.pong(token: token), operation: frame.operationID, final: true)
@@ -245,9 +261,8 @@ final class PluginHost: @unchecked Sendable {
         }
     }
 
-    /// Serves one operation request (read in place from the packet, which stays valid
-    /// until this returns), on the reader thread that received it.
-    func handle(_ request: WorkerRequestPacket) {
+    /// Serves one operation request.
+    private func handle(_ request: borrowing WorkerRequestPacket) {
         guard let kind = OperationKind(request.type) else {
             channel.fatal("protocol violation by the supervisor: \(request.type.wireName) is not an operation request")
         }
@@ -265,28 +280,37 @@ final class PluginHost: @unchecked Sendable {
 
     /// Builds the request, checks the shell and command it names, and calls the entry
     /// point on this thread.
-    private func start(_ request: WorkerRequestPacket, kind: OperationKind) {
+    private func start(_ request: borrowing WorkerRequestPacket, kind: OperationKind) {
         let operationID = request.operationID
-        let cancelEvent: EventDescriptor
-        do {
-            lock.lock()
-            let spare = spareCancelEvents.popLast()
-            lock.unlock()
-            cancelEvent = try spare ?? EventDescriptor()
-        } catch {
-            reject(operationID, WSManError.outOfMemory, "the worker of plug-in \(pluginName) cannot create the request's eventfd: \(error)")
-            return
-        }
-        let block = RequestBlock.make(request, kind: kind, cancelEventFD: cancelEvent.fd.rawValue)
+        let shellID = request.shellID
+        let commandID = request.commandID
+        let timeoutMs = request.context.timeoutMs
+        let block = RequestBlock.make(request, kind: kind)
 
         lock.lock()
+        // An eventfd of a finished operation if there is one, else a new one (outside the lock).
+        let cancelEvent: EventDescriptor
+        if let spare = spareCancelEvents.popLast() {
+            cancelEvent = spare
+        } else {
+            lock.unlock()
+            do {
+                cancelEvent = try EventDescriptor()
+            } catch {
+                block.free()
+                reject(operationID, WSManError.outOfMemory, "the worker of plug-in \(pluginName) cannot create the request's eventfd: \(error)")
+                return
+            }
+            lock.lock()
+        }
+        block.setCancelEvent(cancelEvent.fd.rawValue)
         if shuttingDown {
             lock.unlock()
             block.free()
             reject(operationID, WSManError.shutdownInProgress, "plug-in \(pluginName) is shutting down")
             return
         }
-        if operationsByID[operationID] != nil {
+        if operationsByID.contains(operationID) {
             lock.unlock()
             channel.fatal("protocol violation by the supervisor: operation id \(operationID) is already in use")
         }
@@ -295,38 +319,38 @@ final class PluginHost: @unchecked Sendable {
         var refusal: String?
         switch kind {
         case .shell:
-            if shells[request.shellID] != nil {
-                refusal = "shell \(request.shellID) already exists"
+            if shells.contains(shellID) {
+                refusal = "shell \(shellID) already exists"
                 shell = ShellRecord(id: 0)
             } else {
-                shell = ShellRecord(id: request.shellID)
-                shells[request.shellID] = shell
+                shell = ShellRecord(id: shellID)
+                shells[shellID] = shell
             }
         default:
-            if let known = shells[request.shellID], known.contextReported, !known.completed {
+            if let known = shells[shellID], known.contextReported, !known.completed {
                 shell = known
                 if kind == .command {
-                    if request.commandID == 0 || known.commands[request.commandID] != nil {
-                        refusal = "command id \(request.commandID) is not a new command of shell \(request.shellID)"
+                    if commandID == 0 || known.commands.contains(commandID) {
+                        refusal = "command id \(commandID) is not a new command of shell \(shellID)"
                     } else {
-                        let record = CommandRecord(id: request.commandID, shell: known)
-                        known.commands[request.commandID] = record
+                        let record = CommandRecord(id: commandID, shell: known)
+                        known.commands[commandID] = record
                         command = record
                     }
-                } else if request.commandID != 0 {
-                    if let record = known.commands[request.commandID], record.contextReported, !record.completed {
+                } else if commandID != 0 {
+                    if let record = known.commands[commandID], record.contextReported, !record.completed {
                         command = record
                     } else {
-                        refusal = known.commands[request.commandID]?.completed == true
-                            ? "command \(request.commandID) of shell \(request.shellID) has ended"
-                            : "plug-in \(pluginName) has no command \(request.commandID) in shell \(request.shellID) (no context was reported for it)"
+                        refusal = known.commands[commandID]?.completed == true
+                            ? "command \(commandID) of shell \(shellID) has ended"
+                            : "plug-in \(pluginName) has no command \(commandID) in shell \(shellID) (no context was reported for it)"
                     }
                 }
             } else {
                 shell = ShellRecord(id: 0)
-                refusal = shells[request.shellID]?.completed == true
-                    ? "shell \(request.shellID) of plug-in \(pluginName) has been closed"
-                    : "plug-in \(pluginName) has no shell \(request.shellID) (never created, closed, or no context reported yet)"
+                refusal = shells[shellID]?.completed == true
+                    ? "shell \(shellID) of plug-in \(pluginName) has been closed"
+                    : "plug-in \(pluginName) has no shell \(shellID) (never created, closed, or no context reported yet)"
             }
         }
         if let refusal {
@@ -337,11 +361,11 @@ final class PluginHost: @unchecked Sendable {
         }
         let operation = Operation(
             id: operationID, kind: kind, block: block, cancelEvent: cancelEvent,
-            timeoutMs: request.context.timeoutMs, shell: shell, command: command)
+            timeoutMs: timeoutMs, shell: shell, command: command)
         shell.references += 1
         command?.references += 1
         operationsByID[operationID] = operation
-        operationsByRequest[operation.address] = operation
+        operationsByRequest[UInt64(operation.address)] = operation
         let shellContext = shell.context
         let commandContext = command?.context
         let cancelledEarly = !earlyCancels.isEmpty && earlyCancels.remove(operationID) != nil
@@ -503,7 +527,7 @@ final class PluginHost: @unchecked Sendable {
         quarantineHead = (quarantineHead + 1) % PluginHost.quarantineLimit
         quarantineCount -= 1
         quarantineBytes -= old.block.size
-        operationsByRequest[old.address] = nil
+        operationsByRequest[UInt64(old.address)] = nil
         old.block.free()
         if !old.cancelled && spareCancelEvents.count < Self.spareCancelEventLimit {
             spareCancelEvents.append(old.cancelEvent)

@@ -73,19 +73,25 @@ struct RequestBlock {
     /// Lays out `request` in one heap block (`malloc`): the `WSMAN_PLUGIN_REQUEST`, the
     /// sender details, the operation information (selectors ShellId/CommandId and the
     /// options), the kind's parameters and every string (UTF-16LE, NUL-terminated), read
-    /// straight from the packet. `shutdownNotification` is FALSE and
-    /// `shutdownNotificationHandle` holds `cancelEventFD`. Free it with ``free()``.
-    static func make(_ request: WorkerRequestPacket, kind: OperationKind, cancelEventFD: Int32) -> RequestBlock {
+    /// straight from the packet. `shutdownNotification` is FALSE; `shutdownNotificationHandle`
+    /// is set with ``setCancelEvent(_:)``. Free it with ``free()``.
+    static func make(_ request: borrowing WorkerRequestPacket, kind: OperationKind) -> RequestBlock {
         var measure = BlockMeasure()
-        _ = layOut(request, kind: kind, cancelEventFD: cancelEventFD, in: &measure)
+        _ = layOut(request, kind: kind, in: &measure)
         let size = max(measure.size, MemoryLayout<WSMAN_PLUGIN_REQUEST>.size)
         guard let base = malloc(size) else {
             WorkerChannel.shared.fatal("out of memory allocating a \(size)-byte request block")
         }
         var arena = BlockArena(base: base, capacity: size)
-        var block = layOut(request, kind: kind, cancelEventFD: cancelEventFD, in: &arena)
+        var block = layOut(request, kind: kind, in: &arena)
         block.size = size
         return block
+    }
+
+    /// `shutdownNotificationHandle`: the eventfd that is signalled when the request is
+    /// cancelled.
+    func setCancelEvent(_ fd: Int32) {
+        request.pointee.shutdownNotificationHandle = UnsafeMutableRawPointer(bitPattern: Int(fd))
     }
 
     /// Frees the block.
@@ -96,7 +102,7 @@ struct RequestBlock {
     /// The one layout routine, run twice: to measure (counting only field sizes: a string
     /// of n UTF-8 bytes takes at most n + 1 UTF-16 code units), then to fill the allocation.
     private static func layOut<Space: BlockSpace>(
-        _ request: WorkerRequestPacket, kind: OperationKind, cancelEventFD: Int32, in space: inout Space
+        _ request: borrowing WorkerRequestPacket, kind: OperationKind, in space: inout Space
     ) -> RequestBlock {
         // The request comes first, so the block's address is the request's.
         let requestPointer = space.reserve(WSMAN_PLUGIN_REQUEST.self)
@@ -111,9 +117,9 @@ struct RequestBlock {
         // Selectors: the shell's id, and the command's when the request addresses one.
         let selectorCount = kind == .shell ? 1 : (request.commandID != 0 ? 2 : 1)
         let keys = space.reserve(WSMAN_KEY.self, count: selectorCount)
-        place(WSMAN_KEY(key: space.wide(ascii: "ShellId"), value: space.wide(decimal: request.shellID)), at: keys, index: 0)
+        place(WSMAN_KEY(key: space.wide(units: shellIDName), value: space.wide(decimal: request.shellID)), at: keys, index: 0)
         if selectorCount == 2 {
-            place(WSMAN_KEY(key: space.wide(ascii: "CommandId"), value: space.wide(decimal: request.commandID)), at: keys, index: 1)
+            place(WSMAN_KEY(key: space.wide(units: commandIDName), value: space.wide(decimal: request.commandID)), at: keys, index: 1)
         }
         let options = request.options
         let optionArray = options.isEmpty ? nil : space.reserve(WSMAN_OPTION.self, count: options.count)
@@ -141,7 +147,7 @@ struct RequestBlock {
             resourceUri: space.wide(context.resourceURI),
             operationInfo: operationInfo,
             shutdownNotification: 0,
-            shutdownNotificationHandle: UnsafeMutableRawPointer(bitPattern: Int(cancelEventFD)),
+            shutdownNotificationHandle: nil,
             dataLocale: block.dataLocale), at: requestPointer)
 
         switch kind {
@@ -235,13 +241,7 @@ extension BlockSpace {
     mutating func wideCounted(_ text: WireString) -> (pointer: UnsafePointer<UInt16>?, count: Int) {
         let utf8 = text.utf8
         guard let storage = reserve(UInt16.self, count: utf8.count + 1) else { return (nil, 0) }
-        var count = 0
-        while count < utf8.count {
-            let byte = utf8[count]
-            if byte >= 0x80 { break }
-            storage[count] = UInt16(byte)
-            count += 1
-        }
+        var count = widenASCII(utf8, into: storage)
         if count < utf8.count {
             // Beyond ASCII (the packet's strings are valid UTF-8: checked when it was read).
             count = 0
@@ -254,16 +254,12 @@ extension BlockSpace {
         return (UnsafePointer(storage), count)
     }
 
-    /// A NUL-terminated UTF-16 copy of an ASCII literal (the selector names).
-    mutating func wide(ascii text: StaticString) -> UnsafePointer<UInt16>? {
-        let count = text.utf8CodeUnitCount
-        guard let storage = reserve(UInt16.self, count: count + 1) else { return nil }
-        let bytes = text.utf8Start
-        for index in 0..<count {
-            storage[index] = UInt16(bytes[index])
-        }
-        storage[count] = 0
-        return UnsafePointer(storage)
+
+    /// A copy of `units`, a tuple of `UInt16` code units ending with a NUL (a selector name).
+    mutating func wide<Units>(units: Units) -> UnsafePointer<UInt16>? {
+        guard let storage = reserve(bytes: MemoryLayout<Units>.size, alignment: MemoryLayout<UInt16>.alignment) else { return nil }
+        withUnsafeBytes(of: units) { storage.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        return UnsafePointer(storage.assumingMemoryBound(to: UInt16.self))
     }
 
     /// `number` in decimal, NUL-terminated UTF-16 (a selector value).
@@ -325,6 +321,52 @@ extension BlockSpace {
         place(data, at: pointer)
         return pointer
     }
+}
+
+/// The selector names as NUL-terminated UTF-16 constants (no string conversion per request).
+private let shellIDName: (UInt16, UInt16, UInt16, UInt16, UInt16, UInt16, UInt16, UInt16) =
+    (0x53, 0x68, 0x65, 0x6C, 0x6C, 0x49, 0x64, 0)  // "ShellId"
+private let commandIDName: (UInt16, UInt16, UInt16, UInt16, UInt16, UInt16, UInt16, UInt16, UInt16, UInt16) =
+    (0x43, 0x6F, 0x6D, 0x6D, 0x61, 0x6E, 0x64, 0x49, 0x64, 0)  // "CommandId"
+
+/// Widens the ASCII start of `utf8` into `storage`, eight bytes per step; returns how many
+/// bytes it widened (all of them, unless a byte beyond ASCII stops it).
+@inline(__always)
+func widenASCII(_ utf8: UnsafeRawBufferPointer, into storage: UnsafeMutablePointer<UInt16>) -> Int {
+    guard let source = utf8.baseAddress else { return 0 }
+    let target = UnsafeMutableRawPointer(storage)
+    let total = utf8.count
+    /// Widens the eight bytes at `offset` if they are ASCII.
+    func widenWord(at offset: Int) -> Bool {
+        let word = UInt64(littleEndian: source.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+        if word & 0x8080_8080_8080_8080 != 0 { return false }
+        target.storeBytes(of: spread(word).littleEndian, toByteOffset: 2 * offset, as: UInt64.self)
+        target.storeBytes(of: spread(word >> 32).littleEndian, toByteOffset: 2 * offset + 8, as: UInt64.self)
+        return true
+    }
+    /// The low four bytes of `word` as four 16-bit lanes.
+    func spread(_ word: UInt64) -> UInt64 {
+        var lanes = word & 0xFFFF_FFFF
+        lanes = (lanes | (lanes << 16)) & 0x0000_FFFF_0000_FFFF
+        return (lanes | (lanes << 8)) & 0x00FF_00FF_00FF_00FF
+    }
+    var count = 0
+    if total >= 8 {
+        while count + 8 <= total && widenWord(at: count) {
+            count += 8
+        }
+        // The last bytes as one word overlapping what is done already.
+        if count + 8 > total && count < total && widenWord(at: total - 8) {
+            return total
+        }
+    }
+    while count < total {
+        let byte = source.load(fromByteOffset: count, as: UInt8.self)
+        if byte >= 0x80 { break }
+        storage[count] = UInt16(byte)
+        count += 1
+    }
+    return count
 }
 
 /// Stores `value` at `pointer[index]` when there is memory (not while measuring). A

@@ -96,27 +96,16 @@ final class WorkerChannel: Sendable {
         _exit(70)
     }
 
-    /// What ``receive(into:maxFrameSize:)`` got.
-    enum Received {
-        /// An operation request, read in place: valid until the next receive into the
-        /// same buffer.
-        case request(WorkerRequestPacket)
-        /// Any other frame.
-        case frame(Frame)
-        /// The supervisor closed its end.
-        case endOfFile
-    }
-
-    /// Blocks until the next packet and reads it: an operation request in place, any
-    /// other frame decoded. A packet larger than `buffer`, a malformed frame or a receive
+    /// Blocks until the next packet and returns it (its bytes at the start of `buffer`), or
+    /// `nil` when the supervisor closed its end. A packet larger than `buffer` or a receive
     /// error is fatal.
-    func receive(into buffer: UnsafeMutableRawBufferPointer, maxFrameSize: Int) -> Received {
+    func receive(into buffer: UnsafeMutableRawBufferPointer, maxFrameSize: Int) -> UnsafeRawBufferPointer? {
         while true {
             let result: Posix.PacketResult
             do throws(SystemCallError) {
                 result = try Posix.receivePacket(fd, into: buffer)
             } catch {
-                if error.errno == .connectionReset { return .endOfFile }
+                if error.errno == .connectionReset { return nil }
                 if error.errno == .badFileDescriptor {
                     fatal("the supervisor channel (fd 3) was closed inside the worker, by the plug-in or a library it uses: \(error)")
                 }
@@ -124,22 +113,23 @@ final class WorkerChannel: Sendable {
             }
             switch result {
             case .packet(let size):
-                let packet = UnsafeRawBufferPointer(rebasing: buffer[0..<size])
-                do throws(ProtocolError) {
-                    if let request = try WorkerRequestPacket.read(packet, maxFrameSize: maxFrameSize) {
-                        return .request(request)
-                    }
-                    return .frame(try Frame.decode(Array(packet), maxFrameSize: maxFrameSize))
-                } catch {
-                    fatal("protocol violation by the supervisor: \(error.message)")
-                }
+                return UnsafeRawBufferPointer(rebasing: buffer[0..<size])
             case .endOfFile:
-                return .endOfFile
+                return nil
             case .truncated(_, let size):
                 fatal("protocol violation by the supervisor: a packet of \(size) bytes exceeds the maximum frame size of \(maxFrameSize) bytes")
             case .wouldBlock:
                 continue
             }
+        }
+    }
+
+    /// Decodes one packet as a whole frame; a malformed frame is fatal.
+    func decode(_ packet: UnsafeRawBufferPointer, maxFrameSize: Int) -> Frame {
+        do throws(ProtocolError) {
+            return try Frame.decode(Array(packet), maxFrameSize: maxFrameSize)
+        } catch {
+            fatal("protocol violation by the supervisor: \(error.message)")
         }
     }
 }

@@ -27,16 +27,10 @@ public enum WorkerMain {
 
         // W_START, the supervisor's first frame.
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: ProtocolLimits.defaultMaxFrameSize + 4096, alignment: 16)
-        let first = channel.receive(into: buffer, maxFrameSize: ProtocolLimits.defaultMaxFrameSize)
-        let frame: Frame
-        switch first {
-        case .endOfFile:
+        guard let packet = channel.receive(into: buffer, maxFrameSize: ProtocolLimits.defaultMaxFrameSize) else {
             _exit(0)
-        case .request(let request):
-            channel.fatal("protocol violation by the supervisor: the first frame is \(request.type.wireName), not W_START")
-        case .frame(let decoded):
-            frame = decoded
         }
+        let frame = channel.decode(packet, maxFrameSize: ProtocolLimits.defaultMaxFrameSize)
         buffer.deallocate()
         guard case .workerStart(let start) = frame.message else {
             channel.fatal("protocol violation by the supervisor: the first frame is \(frame.message.type.wireName), not W_START")

@@ -47,7 +47,7 @@ public enum ResultFrames {
             let count = Int(load32(packet, position))
             position += 4
             try need(count, field)
-            try checkUTF8(UnsafeRawBufferPointer(rebasing: packet[position..<(position + count)]), field)
+            try UTF8Check.check(UnsafeRawBufferPointer(rebasing: packet[position..<(position + count)]), field)
             position += count
         }
         try need(4, "flags")
@@ -140,22 +140,5 @@ public enum ResultFrames {
     @inline(__always)
     private static func load64(_ buffer: UnsafeRawBufferPointer, _ offset: Int) -> UInt64 {
         UInt64(littleEndian: buffer.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
-    }
-
-    /// The same rule as ``ByteReader/str(_:)``: valid UTF-8 without NUL.
-    private static func checkUTF8(_ bytes: UnsafeRawBufferPointer, _ field: StaticString) throws(ProtocolError) {
-        let count = bytes.count
-        if count == 0 { return }
-        let valid = withUnsafeTemporaryAllocation(of: CChar.self, capacity: count + 1) { cString -> Int? in
-            UnsafeMutableRawBufferPointer(cString).copyMemory(from: bytes)
-            cString[count] = 0
-            return String(validatingCString: cString.baseAddress!)?.utf8.count
-        }
-        guard let decodedCount = valid else {
-            throw ProtocolError.malformed("field \(field): string is not valid UTF-8")
-        }
-        if decodedCount != count {
-            throw ProtocolError.malformed("field \(field): string contains NUL")
-        }
     }
 }

@@ -39,17 +39,17 @@ final class PluginHost: @unchecked Sendable {
 
     let lock = HostLock()
     // MARK: Guarded by `lock`
-    private var operationsByRequest: [UInt: Operation] = [:]
+    private var operationsByRequest = IntegerTable<Operation>()
     /// Operations not yet completed, by the supervisor's id.
-    private var operationsByID: [UInt64: Operation] = [:]
+    private var operationsByID = IntegerTable<Operation>()
     /// Cancels that arrived before their operation was registered: several threads read
     /// the channel, so a W_CANCEL can overtake the request it targets. Applied when the
     /// operation registers. Bounded: the oldest are dropped beyond 4096.
     private var earlyCancels: Set<UInt64> = []
-    /// Ids of recently finished operations, so a late cancel is not taken for an early one.
-    private var recentlyFinished: Set<UInt64> = []
-    /// The last ``recentlyFinishedLimit`` finished ids, a ring from `recentlyFinishedNext`.
-    private var recentlyFinishedOrder: [UInt64] = []
+    /// Ids of the last ``recentlyFinishedLimit`` finished operations, so a late cancel is
+    /// not taken for an early one: a ring from `recentlyFinishedNext`, searched only when a
+    /// cancel finds no operation (rare), written once per operation (no hashing).
+    private var recentlyFinished: [UInt64] = []
     private var recentlyFinishedNext = 0
     static let recentlyFinishedLimit = 4096
     /// eventfds of finished operations that were never signalled, for the next requests
@@ -57,14 +57,16 @@ final class PluginHost: @unchecked Sendable {
     private var spareCancelEvents: [EventDescriptor] = []
     static let spareCancelEventLimit = 32
     /// Shells not yet released.
-    private var shells: [UInt64: ShellRecord] = [:]
+    private var shells = IntegerTable<ShellRecord>()
     /// The reported contexts of those shells.
     private var shellContexts: Set<UInt> = []
     /// Finished operations whose blocks are kept a little longer (a plug-in that reads
     /// a request just after completing it finds valid memory, and the address is not
     /// reused at once, so a stale pointer is recognized as finished).
-    private var quarantine: [Operation?] = []
-    private var quarantineStart = 0
+    /// A ring of ``quarantineLimit`` slots, the oldest at `quarantineHead`.
+    private var quarantine = [Operation?](repeating: nil, count: PluginHost.quarantineLimit)
+    private var quarantineHead = 0
+    private var quarantineCount = 0
     private var quarantineBytes = 0
     private var releaseJobs: [ReleaseJob] = []
     private var housekeeperBusy = false
@@ -186,7 +188,7 @@ final class PluginHost: @unchecked Sendable {
     private func lookUp(_ request: RequestPointer?) -> Lookup {
         guard let request else { return .null }
         let address = UInt(bitPattern: request)
-        guard let operation = operationsByRequest[address] else { return .unknown(address) }
+        guard let operation = operationsByRequest[UInt64(address)] else { return .unknown(address) }
         return operation.completed ? .completed(operation) : .found(operation)
     }
 
@@ -219,8 +221,25 @@ final class PluginHost: @unchecked Sendable {
 
     // MARK: - Requests from the supervisor
 
-    /// Serves one frame from the supervisor, on the reader thread that received it.
-    func handle(_ frame: Frame) {
+    /// Serves one packet from the supervisor, on the reader thread that received it: an
+    /// operation request is read in place (`packet` stays valid until this returns), any
+    /// other frame decoded. A malformed frame is fatal.
+    func serve(_ packet: UnsafeRawBufferPointer, maxFrameSize: Int) {
+        let request: WorkerRequestPacket?
+        do throws(ProtocolError) {
+            request = try WorkerRequestPacket(packet: packet, maxFrameSize: maxFrameSize)
+        } catch {
+            channel.fatal("protocol violation by the supervisor: \(error.message)")
+        }
+        if let request {
+            handle(request)
+        } else {
+            handle(channel.decode(packet, maxFrameSize: maxFrameSize))
+        }
+    }
+
+    /// Serves one frame from the supervisor other than an operation request.
+    private func handle(_ frame: Frame) {
         switch frame.message {
         case .ping(let token):
             channel.send(.pong(token: token), operation: frame.operationID, final: true)
@@ -238,85 +257,100 @@ final class PluginHost: @unchecked Sendable {
         case .workerShutdown(let request):
             shutdown(request, replyTo: frame.operationID)
         default:
-            guard let request = OperationRequest(frame.message) else {
-                channel.fatal("protocol violation by the supervisor: \(frame.message.type.wireName) is not a message for a worker (or not after W_START)")
-            }
-            if frame.operationID == 0 {
-                channel.fatal("protocol violation by the supervisor: \(frame.message.type.wireName) with operation id 0")
-            }
-            start(request, operationID: frame.operationID)
+            channel.fatal("protocol violation by the supervisor: \(frame.message.type.wireName) is not a message for a worker (or not after W_START)")
         }
+    }
+
+    /// Serves one operation request.
+    private func handle(_ request: borrowing WorkerRequestPacket) {
+        guard let kind = OperationKind(request.type) else {
+            channel.fatal("protocol violation by the supervisor: \(request.type.wireName) is not an operation request")
+        }
+        if request.operationID == 0 {
+            channel.fatal("protocol violation by the supervisor: \(request.type.wireName) with operation id 0")
+        }
+        start(request, kind: kind)
     }
 
     /// Completes an operation the plug-in never saw. `message` travels in
     /// `extendedInformation` (the only text `W_COMPLETE` carries).
     private func reject(_ operationID: UInt64, _ code: UInt32, _ message: String) {
-        channel.send(.workerComplete(WorkerComplete(errorCode: code, extendedInformation: message)), operation: operationID, final: true)
+        channel.sendComplete(operation: operationID, errorCode: code, extendedInformation: message)
     }
 
     /// Builds the request, checks the shell and command it names, and calls the entry
     /// point on this thread.
-    private func start(_ request: OperationRequest, operationID: UInt64) {
-        let cancelEvent: EventDescriptor
-        do {
-            lock.lock()
-            let spare = spareCancelEvents.popLast()
-            lock.unlock()
-            cancelEvent = try spare ?? EventDescriptor()
-        } catch {
-            reject(operationID, WSManError.outOfMemory, "the worker of plug-in \(pluginName) cannot create the request's eventfd: \(error)")
-            return
-        }
-        let block = RequestBlock.make(request, cancelEventFD: cancelEvent.fd.rawValue)
+    private func start(_ request: borrowing WorkerRequestPacket, kind: OperationKind) {
+        let operationID = request.operationID
+        let shellID = request.shellID
+        let commandID = request.commandID
+        let timeoutMs = request.context.timeoutMs
+        let block = RequestBlock.make(request, kind: kind)
 
         lock.lock()
+        // An eventfd of a finished operation if there is one, else a new one (outside the lock).
+        let cancelEvent: EventDescriptor
+        if let spare = spareCancelEvents.popLast() {
+            cancelEvent = spare
+        } else {
+            lock.unlock()
+            do {
+                cancelEvent = try EventDescriptor()
+            } catch {
+                block.free()
+                reject(operationID, WSManError.outOfMemory, "the worker of plug-in \(pluginName) cannot create the request's eventfd: \(error)")
+                return
+            }
+            lock.lock()
+        }
+        block.setCancelEvent(cancelEvent.fd.rawValue)
         if shuttingDown {
             lock.unlock()
             block.free()
             reject(operationID, WSManError.shutdownInProgress, "plug-in \(pluginName) is shutting down")
             return
         }
-        if operationsByID[operationID] != nil {
+        if operationsByID.contains(operationID) {
             lock.unlock()
             channel.fatal("protocol violation by the supervisor: operation id \(operationID) is already in use")
         }
         let shell: ShellRecord
         var command: CommandRecord?
         var refusal: String?
-        switch request.kind {
+        switch kind {
         case .shell:
-            if shells[request.shellID] != nil {
-                refusal = "shell \(request.shellID) already exists"
+            if shells.contains(shellID) {
+                refusal = "shell \(shellID) already exists"
                 shell = ShellRecord(id: 0)
             } else {
-                shell = ShellRecord(id: request.shellID)
-                shells[request.shellID] = shell
+                shell = ShellRecord(id: shellID)
+                shells[shellID] = shell
             }
         default:
-            if let known = shells[request.shellID], known.contextReported, !known.completed {
+            if let known = shells[shellID], known.contextReported, !known.completed {
                 shell = known
-                if request.kind == .command {
-                    if request.commandID == 0 || known.commands[request.commandID] != nil {
-                        refusal = "command id \(request.commandID) is not a new command of shell \(request.shellID)"
+                if kind == .command {
+                    if commandID == 0 || known.commands.contains(commandID) {
+                        refusal = "command id \(commandID) is not a new command of shell \(shellID)"
                     } else {
-                        let record = CommandRecord(id: request.commandID, shell: known)
-                        known.commands[request.commandID] = record
+                        let record = CommandRecord(id: commandID, shell: known)
+                        known.commands[commandID] = record
                         command = record
                     }
-                } else if request.commandID != 0 {
-                    if let record = known.commands[request.commandID], record.contextReported, !record.completed {
+                } else if commandID != 0 {
+                    if let record = known.commands[commandID], record.contextReported, !record.completed {
                         command = record
                     } else {
-                        refusal = known.commands[request.commandID]?.completed == true
-                            ? "command \(request.commandID) of shell \(request.shellID) has ended"
-                            : "plug-in \(pluginName) has no command \(request.commandID) in shell \(request.shellID) (no context was reported for it)"
+                        refusal = known.commands[commandID]?.completed == true
+                            ? "command \(commandID) of shell \(shellID) has ended"
+                            : "plug-in \(pluginName) has no command \(commandID) in shell \(shellID) (no context was reported for it)"
                     }
                 }
             } else {
                 shell = ShellRecord(id: 0)
-                refusal = shells[request.shellID]?.completed == true
-                    ? "shell \(request.shellID) of plug-in \(pluginName) has been closed"
-                    : "plug-in \(pluginName) has no shell \(request.shellID) (never created, closed, or no context reported yet)"
+                refusal = shells[shellID]?.completed == true
+                    ? "shell \(shellID) of plug-in \(pluginName) has been closed"
+                    : "plug-in \(pluginName) has no shell \(shellID) (never created, closed, or no context reported yet)"
             }
         }
         if let refusal {
@@ -326,15 +360,15 @@ final class PluginHost: @unchecked Sendable {
             return
         }
         let operation = Operation(
-            id: operationID, kind: request.kind, block: block, cancelEvent: cancelEvent,
-            timeoutMs: request.context.timeoutMs, shell: shell, command: command)
+            id: operationID, kind: kind, block: block, cancelEvent: cancelEvent,
+            timeoutMs: timeoutMs, shell: shell, command: command)
         shell.references += 1
         command?.references += 1
         operationsByID[operationID] = operation
-        operationsByRequest[operation.address] = operation
+        operationsByRequest[UInt64(operation.address)] = operation
         let shellContext = shell.context
         let commandContext = command?.context
-        let cancelledEarly = earlyCancels.remove(operationID) != nil
+        let cancelledEarly = !earlyCancels.isEmpty && earlyCancels.remove(operationID) != nil
         lock.unlock()
 
         // A cancel that overtook this request: the plug-in sees it at once
@@ -344,9 +378,7 @@ final class PluginHost: @unchecked Sendable {
 
         lock.lock()
         operation.entryReturned = true
-        let evicted = finishIfDone(operation)
-        lock.unlock()
-        free(evicted)
+        finishIfDoneAndUnlock(operation)
     }
 
     /// Calls the operation's entry point (no lock held). A missing optional entry point
@@ -376,12 +408,10 @@ final class PluginHost: @unchecked Sendable {
 
     /// Remembers that an operation finished (the lock is held).
     private func noteFinished(_ id: UInt64) {
-        recentlyFinished.insert(id)
-        if recentlyFinishedOrder.count < Self.recentlyFinishedLimit {
-            recentlyFinishedOrder.append(id)
+        if recentlyFinished.count < Self.recentlyFinishedLimit {
+            recentlyFinished.append(id)
         } else {
-            recentlyFinished.remove(recentlyFinishedOrder[recentlyFinishedNext])
-            recentlyFinishedOrder[recentlyFinishedNext] = id
+            recentlyFinished[recentlyFinishedNext] = id
             recentlyFinishedNext = (recentlyFinishedNext + 1) % Self.recentlyFinishedLimit
         }
     }
@@ -441,18 +471,25 @@ final class PluginHost: @unchecked Sendable {
             operation.callbackThreads.remove(at: index)
         }
         lock.broadcastChange()
-        let evicted = finishIfDone(operation)
-        lock.unlock()
-        free(evicted)
+        finishIfDoneAndUnlock(operation)
     }
 
     static let shutdownNotificationOffset = MemoryLayout<WSMAN_PLUGIN_REQUEST>.offset(of: \.shutdownNotification)!
 
     // MARK: - Finishing operations and releasing contexts
 
+    /// ``finishIfDone(_:)``, then unlocks (lock held on entry, not on return).
+    private func finishIfDoneAndUnlock(_ operation: Operation) {
+        let closing = finishIfDone(operation)
+        lock.unlock()
+        // Their eventfds close as they are deallocated, here, outside the lock.
+        withExtendedLifetime(closing) {}
+    }
+
     /// Marks the operation finished once nothing needs its block any more: completed,
-    /// `W_COMPLETE` sent, entry point returned, no callback of ours running. Returns the
-    /// operations pushed out of quarantine, to ``free(_:)`` after unlocking (lock held).
+    /// `W_COMPLETE` sent, entry point returned, no callback of ours running, and puts it in
+    /// quarantine. Returns the operations pushed out of quarantine whose eventfd cannot
+    /// serve again, to be released after unlocking (lock held).
     private func finishIfDone(_ operation: Operation) -> [Operation] {
         guard !operation.finished, operation.completionSent, operation.entryReturned,
               operation.callbackThreads.isEmpty, operation.sendsInFlight == 0 else { return [] }
@@ -468,37 +505,35 @@ final class PluginHost: @unchecked Sendable {
         operation.shell.references -= 1
         checkRelease(operation.shell)
 
-        quarantine.append(operation)
+        var closing: [Operation] = []
+        if quarantineCount == PluginHost.quarantineLimit {
+            evictFromQuarantine(into: &closing)
+        }
+        quarantine[(quarantineHead + quarantineCount) % PluginHost.quarantineLimit] = operation
+        quarantineCount += 1
         quarantineBytes += operation.block.size
-        var evicted: [Operation] = []
-        while quarantine.count - quarantineStart > PluginHost.quarantineLimit || quarantineBytes > PluginHost.quarantineByteLimit {
-            guard let old = quarantine[quarantineStart] else { break }
-            quarantine[quarantineStart] = nil
-            quarantineStart += 1
-            quarantineBytes -= old.block.size
-            operationsByRequest[old.address] = nil
-            evicted.append(old)
+        while quarantineBytes > PluginHost.quarantineByteLimit && quarantineCount > 0 {
+            evictFromQuarantine(into: &closing)
         }
-        if quarantineStart >= 256 {
-            quarantine.removeFirst(quarantineStart)
-            quarantineStart = 0
-        }
-        return evicted
+        return closing
     }
 
-    /// Frees the blocks of operations that left quarantine (no lock held); each eventfd
-    /// closes when its operation is deallocated.
-    private func free(_ operations: [Operation]) {
-        if operations.isEmpty { return }
-        for operation in operations {
-            operation.block.free()
+    /// Ends the quarantine of the oldest finished operation: forgets its request pointer
+    /// and frees its block. An eventfd never signalled (counter 0) serves the next request
+    /// as new; any other is appended to `closing` (lock held).
+    private func evictFromQuarantine(into closing: inout [Operation]) {
+        guard let old = quarantine[quarantineHead] else { return }
+        quarantine[quarantineHead] = nil
+        quarantineHead = (quarantineHead + 1) % PluginHost.quarantineLimit
+        quarantineCount -= 1
+        quarantineBytes -= old.block.size
+        operationsByRequest[UInt64(old.address)] = nil
+        old.block.free()
+        if !old.cancelled && spareCancelEvents.count < Self.spareCancelEventLimit {
+            spareCancelEvents.append(old.cancelEvent)
+        } else {
+            closing.append(old)
         }
-        // An eventfd never signalled (counter 0) serves the next request as new.
-        lock.lock()
-        for operation in operations where !operation.cancelled && spareCancelEvents.count < Self.spareCancelEventLimit {
-            spareCancelEvents.append(operation.cancelEvent)
-        }
-        lock.unlock()
     }
 
     /// Queues a command's release once it has ended and nothing uses its context (lock held).
@@ -688,9 +723,7 @@ final class PluginHost: @unchecked Sendable {
         lock.lock()
         operation.sendsInFlight -= 1
         if operation.sendsInFlight == 0 { lock.broadcastChange() }
-        let evicted = finishIfDone(operation)
-        lock.unlock()
-        free(evicted)
+        finishIfDoneAndUnlock(operation)
     }
 
     /// The data of one `WSManPluginReceiveResult` call.
@@ -857,13 +890,11 @@ final class PluginHost: @unchecked Sendable {
         }
         lock.unlock()
 
-        channel.send(.workerComplete(WorkerComplete(errorCode: errorCode, extendedInformation: information)), operation: operation.id, final: true)
+        channel.sendComplete(operation: operation.id, errorCode: errorCode, extendedInformation: information)
 
         lock.lock()
         operation.completionSent = true
-        let evicted = finishIfDone(operation)
-        lock.unlock()
-        free(evicted)
+        finishIfDoneAndUnlock(operation)
         return WSManError.noError
     }
 
@@ -980,8 +1011,6 @@ final class PluginHost: @unchecked Sendable {
             operation.callbackThreads.remove(at: index)
         }
         lock.broadcastChange()
-        let evicted = finishIfDone(operation)
-        lock.unlock()
-        free(evicted)
+        finishIfDoneAndUnlock(operation)
     }
 }

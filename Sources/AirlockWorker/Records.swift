@@ -79,7 +79,7 @@ final class ShellRecord: @unchecked Sendable {
     /// included): the context is released only when there are none.
     var references = 0
     /// Commands not yet released.
-    var commands: [UInt64: CommandRecord] = [:]
+    var commands = IntegerTable<CommandRecord>()
     /// The reported contexts of those commands (unique within the shell).
     var commandContexts: Set<UInt> = []
     var releaseStarted = false

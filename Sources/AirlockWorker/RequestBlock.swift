@@ -21,6 +21,20 @@ enum OperationKind: UInt8, Sendable {
     /// The entry point that serves it.
     var entryPointName: String { "WSManPlugin" + name }
 
+    /// The kind of a worker request message (`W_SHELL` ... `W_CONNECT`); `nil` for any
+    /// other message.
+    init?(_ type: MessageType) {
+        switch type {
+        case .workerShell: self = .shell
+        case .workerCommand: self = .command
+        case .workerSend: self = .send
+        case .workerReceive: self = .receive
+        case .workerSignal: self = .signal
+        case .workerConnect: self = .connect
+        default: return nil
+        }
+    }
+
     /// Cancellation order: children (0) before commands (1) before shells (2).
     var cancellationRank: Int {
         switch self {
@@ -28,30 +42,6 @@ enum OperationKind: UInt8, Sendable {
         case .command: 1
         case .shell: 2
         }
-    }
-}
-
-/// A decoded operation request with the parts every kind shares.
-struct OperationRequest: Sendable {
-    var kind: OperationKind
-    var context: RequestContext
-    var shellID: UInt64
-    /// 0 = the shell itself (and always 0 for a Shell request).
-    var commandID: UInt64
-    var message: Message
-
-    /// The request carried by `message`, or `nil` when it is not an operation request.
-    init?(_ message: Message) {
-        switch message {
-        case .workerShell(let m): (kind, context, shellID, commandID) = (.shell, m.context, m.shellID, 0)
-        case .workerCommand(let m): (kind, context, shellID, commandID) = (.command, m.context, m.shellID, m.commandID)
-        case .workerSend(let m): (kind, context, shellID, commandID) = (.send, m.context, m.shellID, m.commandID)
-        case .workerReceive(let m): (kind, context, shellID, commandID) = (.receive, m.context, m.shellID, m.commandID)
-        case .workerSignal(let m): (kind, context, shellID, commandID) = (.signal, m.context, m.shellID, m.commandID)
-        case .workerConnect(let m): (kind, context, shellID, commandID) = (.connect, m.context, m.shellID, m.commandID)
-        default: return nil
-        }
-        self.message = message
     }
 }
 
@@ -82,20 +72,26 @@ struct RequestBlock {
 
     /// Lays out `request` in one heap block (`malloc`): the `WSMAN_PLUGIN_REQUEST`, the
     /// sender details, the operation information (selectors ShellId/CommandId and the
-    /// options), the kind's parameters and every string (UTF-16LE, NUL-terminated).
-    /// `shutdownNotification` is FALSE and `shutdownNotificationHandle` holds
-    /// `cancelEventFD`. Free it with ``free()``.
-    static func make(_ request: OperationRequest, cancelEventFD: Int32) -> RequestBlock {
+    /// options), the kind's parameters and every string (UTF-16LE, NUL-terminated), read
+    /// straight from the packet. `shutdownNotification` is FALSE; `shutdownNotificationHandle`
+    /// is set with ``setCancelEvent(_:)``. Free it with ``free()``.
+    static func make(_ request: borrowing WorkerRequestPacket, kind: OperationKind) -> RequestBlock {
         var measure = BlockMeasure()
-        _ = layOut(request, cancelEventFD: cancelEventFD, in: &measure)
+        _ = layOut(request, kind: kind, in: &measure)
         let size = max(measure.size, MemoryLayout<WSMAN_PLUGIN_REQUEST>.size)
         guard let base = malloc(size) else {
             WorkerChannel.shared.fatal("out of memory allocating a \(size)-byte request block")
         }
         var arena = BlockArena(base: base, capacity: size)
-        var block = layOut(request, cancelEventFD: cancelEventFD, in: &arena)
+        var block = layOut(request, kind: kind, in: &arena)
         block.size = size
         return block
+    }
+
+    /// `shutdownNotificationHandle`: the eventfd that is signalled when the request is
+    /// cancelled.
+    func setCancelEvent(_ fd: Int32) {
+        request.pointee.shutdownNotificationHandle = UnsafeMutableRawPointer(bitPattern: Int(fd))
     }
 
     /// Frees the block.
@@ -103,8 +99,11 @@ struct RequestBlock {
         Glibc.free(UnsafeMutableRawPointer(request))
     }
 
-    /// The one layout routine, run twice: to measure, then to fill the allocation.
-    private static func layOut<Space: BlockSpace>(_ request: OperationRequest, cancelEventFD: Int32, in space: inout Space) -> RequestBlock {
+    /// The one layout routine, run twice: to measure (counting only field sizes: a string
+    /// of n UTF-8 bytes takes at most n + 1 UTF-16 code units), then to fill the allocation.
+    private static func layOut<Space: BlockSpace>(
+        _ request: borrowing WorkerRequestPacket, kind: OperationKind, in space: inout Space
+    ) -> RequestBlock {
         // The request comes first, so the block's address is the request's.
         let requestPointer = space.reserve(WSMAN_PLUGIN_REQUEST.self)
         let context = request.context
@@ -113,22 +112,16 @@ struct RequestBlock {
             senderName: space.wide(context.senderName),
             authenticationMechanism: space.wide(context.authenticationMechanism),
             certificateDetails: nil, clientToken: nil,
-            httpURL: context.httpURL.isEmpty ? nil : space.wide(context.httpURL)), at: sender)
+            httpURL: context.httpURL.utf8.isEmpty ? nil : space.wide(context.httpURL)), at: sender)
 
         // Selectors: the shell's id, and the command's when the request addresses one.
-        let selectorCount = request.kind == .shell ? 1 : (request.commandID != 0 ? 2 : 1)
+        let selectorCount = kind == .shell ? 1 : (request.commandID != 0 ? 2 : 1)
         let keys = space.reserve(WSMAN_KEY.self, count: selectorCount)
-        place(WSMAN_KEY(key: space.wide("ShellId"), value: space.wide(String(request.shellID))), at: keys, index: 0)
+        place(WSMAN_KEY(key: space.wide(units: shellIDName), value: space.wide(decimal: request.shellID)), at: keys, index: 0)
         if selectorCount == 2 {
-            place(WSMAN_KEY(key: space.wide("CommandId"), value: space.wide(String(request.commandID))), at: keys, index: 1)
+            place(WSMAN_KEY(key: space.wide(units: commandIDName), value: space.wide(decimal: request.commandID)), at: keys, index: 1)
         }
-        let options: [WSManOption]
-        var optionsMustUnderstand = false
-        switch request.message {
-        case .workerShell(let m): options = m.options; optionsMustUnderstand = m.optionsMustUnderstand
-        case .workerCommand(let m): options = m.options
-        default: options = []
-        }
+        let options = request.options
         let optionArray = options.isEmpty ? nil : space.reserve(WSMAN_OPTION.self, count: options.count)
         for (index, option) in options.enumerated() {
             place(WSMAN_OPTION(
@@ -141,64 +134,62 @@ struct RequestBlock {
             selectorSet: WSMAN_SELECTOR_SET(numberKeys: UInt32(selectorCount), keys: keys),
             optionSet: WSMAN_OPTION_SET(
                 optionsCount: UInt32(options.count), options: optionArray,
-                optionsMustUnderstand: optionsMustUnderstand ? 1 : 0),
+                optionsMustUnderstand: request.optionsMustUnderstand ? 1 : 0),
             reserved: nil,
             version: WSMAN_OPERATION_INFOV1), at: operationInfo)
 
         var block = RequestBlock(request: requestPointer ?? UnsafeMutablePointer(bitPattern: 8)!, size: 0)
-        block.locale = space.wide(context.locale)
-        block.localeLength = context.locale.utf16.count
-        block.dataLocale = space.wide(context.dataLocale)
-        block.dataLocaleLength = context.dataLocale.utf16.count
+        (block.locale, block.localeLength) = space.wideCounted(context.locale)
+        (block.dataLocale, block.dataLocaleLength) = space.wideCounted(context.dataLocale)
         place(WSMAN_PLUGIN_REQUEST(
             senderDetails: sender,
             locale: block.locale,
             resourceUri: space.wide(context.resourceURI),
             operationInfo: operationInfo,
             shutdownNotification: 0,
-            shutdownNotificationHandle: UnsafeMutableRawPointer(bitPattern: Int(cancelEventFD)),
+            shutdownNotificationHandle: nil,
             dataLocale: block.dataLocale), at: requestPointer)
 
-        switch request.message {
-        case .workerShell(let m):
+        switch kind {
+        case .shell:
             block.flags = WSMAN_FLAG_REQUESTED_API_VERSION_1_1
-            let inputStreams = space.streamSet(m.inputStreams)
-            let outputStreams = space.streamSet(m.outputStreams)
-            let variables = m.environment.isEmpty ? nil : space.reserve(WSMAN_ENVIRONMENT_VARIABLE.self, count: m.environment.count)
-            for (index, variable) in m.environment.enumerated() {
+            let inputStreams = space.streamSet(request.inputStreams)
+            let outputStreams = space.streamSet(request.outputStreams)
+            let environment = request.environment
+            let variables = environment.isEmpty ? nil : space.reserve(WSMAN_ENVIRONMENT_VARIABLE.self, count: environment.count)
+            for (index, variable) in environment.enumerated() {
                 place(WSMAN_ENVIRONMENT_VARIABLE(name: space.wide(variable.name), value: space.wide(variable.value)), at: variables, index: index)
             }
             let variableSet = space.reserve(WSMAN_ENVIRONMENT_VARIABLE_SET.self)
-            place(WSMAN_ENVIRONMENT_VARIABLE_SET(varsCount: UInt32(m.environment.count), vars: variables), at: variableSet)
+            place(WSMAN_ENVIRONMENT_VARIABLE_SET(varsCount: UInt32(environment.count), vars: variables), at: variableSet)
             block.startupInfo = space.reserve(WSMAN_SHELL_STARTUP_INFO_V11.self)
             place(WSMAN_SHELL_STARTUP_INFO_V11(
-                inputStreamSet: inputStreams, outputStreamSet: outputStreams, idleTimeoutMs: m.idleTimeoutMs,
-                workingDirectory: m.workingDirectory.flatMap { space.wide($0) },
+                inputStreamSet: inputStreams, outputStreamSet: outputStreams, idleTimeoutMs: request.idleTimeoutMs,
+                workingDirectory: request.workingDirectory.flatMap { space.wide($0) },
                 variableSet: variableSet,
-                name: m.name.flatMap { space.wide($0) }), at: block.startupInfo)
-            block.data = space.data(m.inboundShellInformation)
-        case .workerCommand(let m):
-            block.text = space.wide(m.commandLine)
-            if !m.arguments.isEmpty {
-                let arguments = space.reserve(UnsafePointer<UInt16>?.self, count: m.arguments.count)
-                for (index, argument) in m.arguments.enumerated() {
-                    place(space.wide(argument), at: arguments, index: index)
+                name: request.name.flatMap { space.wide($0) }), at: block.startupInfo)
+            block.data = space.data(request.data)
+        case .command:
+            block.text = space.wide(request.text)
+            let arguments = request.arguments
+            if !arguments.isEmpty {
+                let array = space.reserve(UnsafePointer<UInt16>?.self, count: arguments.count)
+                for (index, argument) in arguments.enumerated() {
+                    place(space.wide(argument), at: array, index: index)
                 }
                 block.arguments = space.reserve(WSMAN_COMMAND_ARG_SET.self)
-                place(WSMAN_COMMAND_ARG_SET(argsCount: UInt32(m.arguments.count), args: arguments), at: block.arguments)
+                place(WSMAN_COMMAND_ARG_SET(argsCount: UInt32(arguments.count), args: array), at: block.arguments)
             }
-        case .workerSend(let m):
-            block.flags = m.endOfStream ? WSMAN_FLAG_SEND_NO_MORE_DATA : 0
-            block.text = space.wide(m.stream)
-            block.data = space.data(.binary(m.data), evenWhenNone: true)
-        case .workerReceive(let m):
-            block.streamSet = m.streams.isEmpty ? nil : space.streamSet(m.streams)
-        case .workerSignal(let m):
-            block.text = space.wide(m.code)
-        case .workerConnect(let m):
-            block.data = space.data(m.inboundConnectInformation)
-        default:
-            break
+        case .send:
+            block.flags = request.endOfStream ? WSMAN_FLAG_SEND_NO_MORE_DATA : 0
+            block.text = space.wide(request.text)
+            block.data = space.data(request.data, evenWhenNone: true)
+        case .receive:
+            block.streamSet = request.streams.isEmpty ? nil : space.streamSet(request.streams)
+        case .signal:
+            block.text = space.wide(request.text)
+        case .connect:
+            block.data = space.data(request.data)
         }
         return block
     }
@@ -239,34 +230,58 @@ extension BlockSpace {
             .bindMemory(to: T.self, capacity: count)
     }
 
-    /// A NUL-terminated UTF-16 copy of `text` (ASCII, the common case, is widened byte
-    /// by byte from the UTF-8 storage).
-    mutating func wide(_ text: String) -> UnsafePointer<UInt16>? {
-        var contiguous = text
-        let ascii = contiguous.withUTF8 { utf8 in utf8.allSatisfy { $0 < 0x80 } }
-        if ascii {
-            return contiguous.withUTF8 { utf8 -> UnsafePointer<UInt16>? in
-                guard let storage = reserve(UInt16.self, count: utf8.count + 1) else { return nil }
-                for index in 0..<utf8.count {
-                    storage[index] = UInt16(utf8[index])
-                }
-                storage[utf8.count] = 0
-                return UnsafePointer(storage)
+    /// A NUL-terminated UTF-16 copy of `text`.
+    mutating func wide(_ text: WireString) -> UnsafePointer<UInt16>? {
+        wideCounted(text).pointer
+    }
+
+    /// A NUL-terminated UTF-16 copy of `text` and its length in code units (without the
+    /// NUL). Room is reserved for one unit per UTF-8 byte, which any UTF-8 needs at most:
+    /// exact for ASCII, which is widened byte by byte.
+    mutating func wideCounted(_ text: WireString) -> (pointer: UnsafePointer<UInt16>?, count: Int) {
+        let utf8 = text.utf8
+        guard let storage = reserve(UInt16.self, count: utf8.count + 1) else { return (nil, 0) }
+        var count = widenASCII(utf8, into: storage)
+        if count < utf8.count {
+            // Beyond ASCII (the packet's strings are valid UTF-8: checked when it was read).
+            count = 0
+            for unit in text.string.utf16 {
+                storage[count] = unit
+                count += 1
             }
         }
-        let units = text.utf16
-        guard let storage = reserve(UInt16.self, count: units.count + 1) else { return nil }
-        var index = 0
-        for unit in units {
-            storage[index] = unit
-            index += 1
+        storage[count] = 0
+        return (UnsafePointer(storage), count)
+    }
+
+
+    /// A copy of `units`, a tuple of `UInt16` code units ending with a NUL (a selector name).
+    mutating func wide<Units>(units: Units) -> UnsafePointer<UInt16>? {
+        guard let storage = reserve(bytes: MemoryLayout<Units>.size, alignment: MemoryLayout<UInt16>.alignment) else { return nil }
+        withUnsafeBytes(of: units) { storage.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        return UnsafePointer(storage.assumingMemoryBound(to: UInt16.self))
+    }
+
+    /// `number` in decimal, NUL-terminated UTF-16 (a selector value).
+    mutating func wide(decimal number: UInt64) -> UnsafePointer<UInt16>? {
+        var digits = 1
+        var rest = number / 10
+        while rest > 0 {
+            digits += 1
+            rest /= 10
         }
-        storage[index] = 0
+        guard let storage = reserve(UInt16.self, count: digits + 1) else { return nil }
+        var value = number
+        for index in stride(from: digits - 1, through: 0, by: -1) {
+            storage[index] = 0x30 + UInt16(value % 10)
+            value /= 10
+        }
+        storage[digits] = 0
         return UnsafePointer(storage)
     }
 
     /// A `WSMAN_STREAM_ID_SET` of `names`.
-    mutating func streamSet(_ names: [String]) -> UnsafeMutablePointer<WSMAN_STREAM_ID_SET>? {
+    mutating func streamSet(_ names: WireList<WireString>) -> UnsafeMutablePointer<WSMAN_STREAM_ID_SET>? {
         let identifiers = names.isEmpty ? nil : reserve(UnsafePointer<UInt16>?.self, count: names.count)
         for (index, name) in names.enumerated() {
             place(wide(name), at: identifiers, index: index)
@@ -278,7 +293,7 @@ extension BlockSpace {
 
     /// A `WSMAN_DATA` holding `value` (text NUL-terminated, `bufferLength` without the
     /// NUL); `nil` for `.none` unless `evenWhenNone`.
-    mutating func data(_ value: WSManData, evenWhenNone: Bool = false) -> UnsafeMutablePointer<WSMAN_DATA>? {
+    mutating func data(_ value: WireData, evenWhenNone: Bool = false) -> UnsafeMutablePointer<WSMAN_DATA>? {
         var data = WSMAN_DATA()
         switch value {
         case .none:
@@ -286,14 +301,15 @@ extension BlockSpace {
             data.type = WSMAN_DATA_NONE
         case .text(let text):
             data.type = WSMAN_DATA_TYPE_TEXT
-            data.text = WSMAN_DATA_TEXT(bufferLength: UInt32(text.utf16.count), buffer: wide(text))
+            let (buffer, count) = wideCounted(text)
+            data.text = WSMAN_DATA_TEXT(bufferLength: UInt32(count), buffer: buffer)
         case .binary(let bytes):
             data.type = WSMAN_DATA_TYPE_BINARY
             var storage: UnsafeMutablePointer<UInt8>? = nil
             if !bytes.isEmpty {
                 storage = reserve(UInt8.self, count: bytes.count)
                 if let storage {
-                    bytes.withUnsafeBufferPointer { storage.update(from: $0.baseAddress!, count: bytes.count) }
+                    UnsafeMutableRawPointer(storage).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
                 }
             }
             data.binaryData = WSMAN_DATA_BINARY(dataLength: UInt32(bytes.count), data: storage)
@@ -305,6 +321,52 @@ extension BlockSpace {
         place(data, at: pointer)
         return pointer
     }
+}
+
+/// The selector names as NUL-terminated UTF-16 constants (no string conversion per request).
+private let shellIDName: (UInt16, UInt16, UInt16, UInt16, UInt16, UInt16, UInt16, UInt16) =
+    (0x53, 0x68, 0x65, 0x6C, 0x6C, 0x49, 0x64, 0)  // "ShellId"
+private let commandIDName: (UInt16, UInt16, UInt16, UInt16, UInt16, UInt16, UInt16, UInt16, UInt16, UInt16) =
+    (0x43, 0x6F, 0x6D, 0x6D, 0x61, 0x6E, 0x64, 0x49, 0x64, 0)  // "CommandId"
+
+/// Widens the ASCII start of `utf8` into `storage`, eight bytes per step; returns how many
+/// bytes it widened (all of them, unless a byte beyond ASCII stops it).
+@inline(__always)
+func widenASCII(_ utf8: UnsafeRawBufferPointer, into storage: UnsafeMutablePointer<UInt16>) -> Int {
+    guard let source = utf8.baseAddress else { return 0 }
+    let target = UnsafeMutableRawPointer(storage)
+    let total = utf8.count
+    /// Widens the eight bytes at `offset` if they are ASCII.
+    func widenWord(at offset: Int) -> Bool {
+        let word = UInt64(littleEndian: source.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+        if word & 0x8080_8080_8080_8080 != 0 { return false }
+        target.storeBytes(of: spread(word).littleEndian, toByteOffset: 2 * offset, as: UInt64.self)
+        target.storeBytes(of: spread(word >> 32).littleEndian, toByteOffset: 2 * offset + 8, as: UInt64.self)
+        return true
+    }
+    /// The low four bytes of `word` as four 16-bit lanes.
+    func spread(_ word: UInt64) -> UInt64 {
+        var lanes = word & 0xFFFF_FFFF
+        lanes = (lanes | (lanes << 16)) & 0x0000_FFFF_0000_FFFF
+        return (lanes | (lanes << 8)) & 0x00FF_00FF_00FF_00FF
+    }
+    var count = 0
+    if total >= 8 {
+        while count + 8 <= total && widenWord(at: count) {
+            count += 8
+        }
+        // The last bytes as one word overlapping what is done already.
+        if count + 8 > total && count < total && widenWord(at: total - 8) {
+            return total
+        }
+    }
+    while count < total {
+        let byte = source.load(fromByteOffset: count, as: UInt8.self)
+        if byte >= 0x80 { break }
+        storage[count] = UInt16(byte)
+        count += 1
+    }
+    return count
 }
 
 /// Stores `value` at `pointer[index]` when there is memory (not while measuring). A

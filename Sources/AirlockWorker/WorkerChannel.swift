@@ -21,17 +21,7 @@ final class WorkerChannel: Sendable {
     /// Sends one frame. When the supervisor is gone (`EPIPE`, `ECONNRESET`) the process
     /// ends at once: nobody is left to serve.
     func send(_ frame: Frame) {
-        let bytes = frame.encoded()
-        let outcome = bytes.withUnsafeBytes { buffer in
-            Result { () throws(SystemCallError) -> Int? in try Posix.send(fd, buffer) }
-        }
-        if case .failure(let error) = outcome {
-            if error.errno == .brokenPipe || error.errno == .connectionReset || error.errno == .socketNotConnected {
-                _exit(0)
-            }
-            WorkerLog.write("cannot send \(frame.message.type.wireName) (\(bytes.count) bytes) on the supervisor channel (fd 3): \(error)")
-            _exit(70)
-        }
+        frame.encoded().withUnsafeBytes { send($0, type: frame.message.type) }
     }
 
     /// Sends one `W_RESULT` whose binary data is the plug-in's own memory: the header, the
@@ -57,6 +47,38 @@ final class WorkerChannel: Sendable {
         }
     }
 
+    /// Sends the `W_COMPLETE` that ends operation `operationID`, encoded on the stack.
+    func sendComplete(operation operationID: UInt64, errorCode: UInt32, extendedInformation: String?) {
+        guard var information = extendedInformation else {
+            sendComplete(operation: operationID, errorCode: errorCode, utf8: nil)
+            return
+        }
+        information.withUTF8 { utf8 in
+            sendComplete(operation: operationID, errorCode: errorCode, utf8: UnsafeRawBufferPointer(utf8))
+        }
+    }
+
+    private func sendComplete(operation operationID: UInt64, errorCode: UInt32, utf8: UnsafeRawBufferPointer?) {
+        let size = CompletionFrame.size(informationBytes: utf8?.count)
+        withUnsafeTemporaryAllocation(byteCount: size, alignment: 8) { buffer in
+            _ = CompletionFrame.write(operationID: operationID, errorCode: errorCode, information: utf8, into: buffer)
+            send(UnsafeRawBufferPointer(buffer), type: .workerComplete)
+        }
+    }
+
+    /// Sends one encoded frame of type `type` (for the error message).
+    private func send(_ bytes: UnsafeRawBufferPointer, type: MessageType) {
+        do throws(SystemCallError) {
+            _ = try Posix.send(fd, bytes)
+        } catch {
+            if error.errno == .brokenPipe || error.errno == .connectionReset || error.errno == .socketNotConnected {
+                _exit(0)
+            }
+            WorkerLog.write("cannot send \(type.wireName) (\(bytes.count) bytes) on the supervisor channel (fd 3): \(error)")
+            _exit(70)
+        }
+    }
+
     /// Sends `message` with operation id `operationID`.
     func send(_ message: Message, operation operationID: UInt64 = 0, final: Bool = false) {
         send(Frame(operationID: operationID, flags: final ? .final : [], message: message))
@@ -74,26 +96,16 @@ final class WorkerChannel: Sendable {
         _exit(70)
     }
 
-    /// What ``receive(into:maxFrameSize:)`` got.
-    enum Received {
-        case frame(Frame)
-        /// The supervisor closed its end.
-        case endOfFile
-    }
-
-    /// Blocks until the next packet and decodes it. A packet larger than `buffer`, a
-    /// malformed frame or a receive error is fatal.
-    func receive(into buffer: inout [UInt8], maxFrameSize: Int) -> Received {
+    /// Blocks until the next packet and returns it (its bytes at the start of `buffer`), or
+    /// `nil` when the supervisor closed its end. A packet larger than `buffer` or a receive
+    /// error is fatal.
+    func receive(into buffer: UnsafeMutableRawBufferPointer, maxFrameSize: Int) -> UnsafeRawBufferPointer? {
         while true {
-            let outcome = buffer.withUnsafeMutableBytes { raw in
-                Result { () throws(SystemCallError) -> Posix.PacketResult in try Posix.receivePacket(fd, into: raw) }
-            }
             let result: Posix.PacketResult
-            switch outcome {
-            case .success(let received):
-                result = received
-            case .failure(let error):
-                if error.errno == .connectionReset { return .endOfFile }
+            do throws(SystemCallError) {
+                result = try Posix.receivePacket(fd, into: buffer)
+            } catch {
+                if error.errno == .connectionReset { return nil }
                 if error.errno == .badFileDescriptor {
                     fatal("the supervisor channel (fd 3) was closed inside the worker, by the plug-in or a library it uses: \(error)")
                 }
@@ -101,18 +113,23 @@ final class WorkerChannel: Sendable {
             }
             switch result {
             case .packet(let size):
-                do {
-                    return .frame(try Frame.decode(buffer, range: 0..<size, maxFrameSize: maxFrameSize))
-                } catch {
-                    fatal("protocol violation by the supervisor: \(error.message)")
-                }
+                return UnsafeRawBufferPointer(rebasing: buffer[0..<size])
             case .endOfFile:
-                return .endOfFile
+                return nil
             case .truncated(_, let size):
                 fatal("protocol violation by the supervisor: a packet of \(size) bytes exceeds the maximum frame size of \(maxFrameSize) bytes")
             case .wouldBlock:
                 continue
             }
+        }
+    }
+
+    /// Decodes one packet as a whole frame; a malformed frame is fatal.
+    func decode(_ packet: UnsafeRawBufferPointer, maxFrameSize: Int) -> Frame {
+        do throws(ProtocolError) {
+            return try Frame.decode(Array(packet), maxFrameSize: maxFrameSize)
+        } catch {
+            fatal("protocol violation by the supervisor: \(error.message)")
         }
     }
 }

@@ -26,12 +26,12 @@ public enum WorkerMain {
         }
 
         // W_START, the supervisor's first frame.
-        let startSize = ProtocolLimits.defaultMaxFrameSize + 4096
-        var buffer = [UInt8](unsafeUninitializedCapacity: startSize) { _, count in count = startSize }
-        guard case .frame(let frame) = channel.receive(into: &buffer, maxFrameSize: ProtocolLimits.defaultMaxFrameSize) else {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: ProtocolLimits.defaultMaxFrameSize + 4096, alignment: 16)
+        guard let packet = channel.receive(into: buffer, maxFrameSize: ProtocolLimits.defaultMaxFrameSize) else {
             _exit(0)
         }
-        buffer = []
+        let frame = channel.decode(packet, maxFrameSize: ProtocolLimits.defaultMaxFrameSize)
+        buffer.deallocate()
         guard case .workerStart(let start) = frame.message else {
             channel.fatal("protocol violation by the supervisor: the first frame is \(frame.message.type.wireName), not W_START")
         }

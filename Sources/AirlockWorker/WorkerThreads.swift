@@ -78,22 +78,20 @@ final class ReaderPool: Sendable {
     func run(onNewThread: Bool) -> Never {
         host.registerCurrentThread(started: onNewThread)
         try? ProcessControl.setName("airlock-reader")
-        let size = bufferSize
-        var buffer = [UInt8](unsafeUninitializedCapacity: size) { _, count in count = size }
+        // The thread's own receive buffer, for as long as it lives (forever): requests are
+        // read in place from it.
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bufferSize, alignment: 16)
         while true {
             idle.add(1, ordering: .relaxed)
             // The supervisor adds a request context (at most ~2.5 KiB: it bounds the resource URI and
             // locales) to a client frame of up to the maximum size.
-            let received = host.channel.receive(into: &buffer, maxFrameSize: host.maxEnvelopeSize + 4096)
+            let maxFrameSize = host.maxEnvelopeSize + 4096
+            let packet = host.channel.receive(into: buffer, maxFrameSize: maxFrameSize)
             if idle.subtract(1, ordering: .relaxed).newValue == 0 {
                 ensureIdleReader()
             }
-            switch received {
-            case .endOfFile:
-                _exit(0)
-            case .frame(let frame):
-                host.handle(frame)
-            }
+            guard let packet else { _exit(0) }
+            host.serve(packet, maxFrameSize: maxFrameSize)
         }
     }
 

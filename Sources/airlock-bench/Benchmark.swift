@@ -102,13 +102,13 @@ struct Benchmark {
                 roundTrips: sizes.roundTrips, blocks: sizes.blocks, warmUp: sizes.warmUp)
         }
         await step("concurrent16", when: options.runs("concurrent16"), &results) { (results: inout BenchResults) async throws(BenchFailure) in
-            results.concurrent16 = try await Scenarios.concurrent(socketPath: socketPath, clients: 16, seconds: sizes.concurrentSeconds)
+            results.concurrent16 = try await Scenarios.concurrent(daemon: daemon, clients: 16, seconds: sizes.concurrentSeconds)
         }
         await step("concurrent64", when: options.runs("concurrent64"), &results) { (results: inout BenchResults) async throws(BenchFailure) in
-            results.concurrent64 = try await Scenarios.concurrent(socketPath: socketPath, clients: 64, seconds: sizes.concurrentSeconds)
+            results.concurrent64 = try await Scenarios.concurrent(daemon: daemon, clients: 64, seconds: sizes.concurrentSeconds)
         }
         await step("stream", when: options.runs("stream"), &results) { (results: inout BenchResults) async throws(BenchFailure) in
-            results.stream = try await Scenarios.stream(socketPath: socketPath, bytes: sizes.streamBytes)
+            results.stream = try await Scenarios.stream(daemon: daemon, bytes: sizes.streamBytes)
         }
         await step("coldStart", when: options.runs("coldStart"), &results) { (results: inout BenchResults) async throws(BenchFailure) in
             results.coldStart = try await Scenarios.coldStart(socketPath: socketPath, plugins: coldPlugins)

@@ -142,12 +142,21 @@ extension BenchResults {
             members.append((name, .object([
                 ("clients", .integer(Int64(throughput.clients))), ("operations", .integer(Int64(throughput.operations))),
                 ("seconds", .number(throughput.seconds, digits: 3)), ("path", .string("blocking Signals, one connection, shell and thread per client")),
+                ("perOperation", throughput.costs.map(costsJSON) ?? .null),
             ])))
         }
         if let stream {
             members.append(("stream", .object([
                 ("bytes", .integer(Int64(stream.bytes))), ("chunks", .integer(Int64(stream.chunks))),
                 ("seconds", .number(stream.seconds, digits: 3)), ("path", .string("one RECEIVE through Command.output() (async)")),
+                ("perChunk", stream.costs.map(costsJSON) ?? .null),
+                ("cpuSecondsPerGiB", stream.costs.map { costs in
+                    .object([
+                        ("client", .number(stream.cpuSecondsPerGiB(costs.client), digits: 3)),
+                        ("supervisor", .number(stream.cpuSecondsPerGiB(costs.supervisor), digits: 3)),
+                        ("worker", .number(stream.cpuSecondsPerGiB(costs.workers), digits: 3)),
+                    ])
+                } ?? .null),
             ])))
         }
         for (name, cold) in [("coldStart", coldStart), ("coldStartNoSandbox", coldStartNoSandbox)] {
@@ -195,6 +204,13 @@ extension BenchResults {
 
     // MARK: - Table
 
+    /// Context switches and CPU per operation of the client, airlockd and the worker.
+    private func perOperation(_ costs: OperationCosts) -> String {
+        let parties = [("client", costs.client), ("airlockd", costs.supervisor), ("worker", costs.workers)]
+        return parties.map { "\($0.0) \(fixed(costs.switchesPerOperation($0.1), 1)) cs, \(fixed(costs.cpuMicrosecondsPerOperation($0.1), 1)) us CPU" }
+            .joined(separator: "; ")
+    }
+
     func table() -> String {
         var rows: [(String, String, String, String)] = [("figure", "value", "target", "floor / reference")]
         func mark(_ met: Bool?) -> String { met.map { $0 ? "  ok" : "  MISSED" } ?? "" }
@@ -213,23 +229,27 @@ extension BenchResults {
             rows.append(("  async Command.signal", us(phase.async.p50us) + " / " + fixed(phase.async.p99us, 1), "", best.name == "async" ? "<- headline" : ""))
             rows.append(("  supervisor PING (1 hop)", us(phase.supervisorPing.p50us) + " / " + fixed(phase.supervisorPing.p99us, 1), "", ""))
             if let costs = phase.blockingCosts {
-                let parties = [("client", costs.client), ("airlockd", costs.supervisor), ("worker", costs.workers)]
-                rows.append((
-                    "  per blocking round trip", "", "",
-                    parties.map { "\($0.0) \(fixed(costs.switchesPerOperation($0.1), 1)) cs, \(fixed(costs.cpuMicrosecondsPerOperation($0.1), 1)) us CPU" }
-                        .joined(separator: "; ")))
+                rows.append(("  per blocking round trip", "", "", perOperation(costs)))
             }
             rows.append((
                 "pingPongFloor p50 (\(label))", us(phase.floorStream.p50us), "", "SOCK_STREAM; SEQPACKET \(us(phase.floorSeqpacket.p50us))"))
         }
         if let c = concurrent16 {
             rows.append(("concurrent16", grouped(c.opsPerSec) + " ops/s", ">= 40,000" + mark(checks["concurrent16"] ?? nil), "C relay: 75-80k (one worker)"))
+            if let costs = c.costs { rows.append(("  per operation", "", "", perOperation(costs))) }
         }
         if let c = concurrent64 {
             rows.append(("concurrent64", grouped(c.opsPerSec) + " ops/s", "", ""))
         }
         if let s = stream {
             rows.append(("stream (\(s.bytes >> 20) MiB, 64 KiB chunks)", fixed(s.gbPerSec, 2) + " GB/s", ">= 1.5" + mark(checks["stream"] ?? nil), "C relay: 2.5-3.2 GB/s"))
+            if let costs = s.costs {
+                let parties = [("client", costs.client), ("airlockd", costs.supervisor), ("worker", costs.workers)]
+                rows.append((
+                    "  CPU per GiB; switches per chunk", "", "",
+                    parties.map { "\($0.0) \(fixed(s.cpuSecondsPerGiB($0.1), 2)) s, \(fixed(costs.switchesPerOperation($0.1), 2)) cs" }
+                        .joined(separator: "; ")))
+            }
         }
         if let c = coldStart {
             rows.append(("coldStart p50 / p99 (full sandbox)", fixed(c.p50ms, 2) + " / " + fixed(c.p99ms, 2) + " ms", "p50 <= 10" + mark(checks["coldStart"] ?? nil), "C spawn + sandbox + dlopen: ~2 ms"))

@@ -52,6 +52,8 @@ struct Throughput: Sendable {
     var clients: Int
     var operations: Int
     var seconds: Double
+    /// Context switches and CPU per operation over the run (client, airlockd, worker).
+    var costs: OperationCosts?
     var opsPerSec: Double { seconds > 0 ? Double(operations) / seconds : 0 }
 }
 
@@ -59,7 +61,14 @@ struct StreamResult: Sendable {
     var bytes: UInt64
     var chunks: Int
     var seconds: Double
+    /// Context switches and CPU per chunk (client, airlockd, worker).
+    var costs: OperationCosts?
     var gbPerSec: Double { seconds > 0 ? Double(bytes) / seconds / 1e9 : 0 }
+
+    /// CPU seconds `process` spent per GiB streamed (load-insensitive, unlike GB/s).
+    func cpuSecondsPerGiB(_ process: ProcessCosts) -> Double {
+        bytes > 0 ? Double(process.cpuNanoseconds) / 1e9 / (Double(bytes) / Double(1 << 30)) : 0
+    }
 }
 
 struct ColdStartResult: Sendable {

@@ -135,7 +135,8 @@ enum Scenarios {
 
     /// `clients` connections, each with its own shell and command, each driven by its own
     /// thread doing blocking Signals back to back for `seconds`.
-    static func concurrent(socketPath: String, clients: Int, seconds: Double) async throws(BenchFailure) -> Throughput {
+    static func concurrent(daemon: BenchDaemon, clients: Int, seconds: Double) async throws(BenchFailure) -> Throughput {
+        let socketPath = daemon.socketPath
         var targets: [SignalTarget] = []
         defer { for target in targets { target.connection.close() } }
         for _ in 0..<clients {
@@ -143,7 +144,9 @@ enum Scenarios {
         }
         let gate = LoadGate()
         let commands = targets.map(\.command)
-        let outcome = await withTaskGroup(of: Result<Int, BenchFailure>.self) { group -> (results: [Result<Int, BenchFailure>], seconds: Double) in
+        let workers = daemon.childPIDs()
+        let outcome = await withTaskGroup(of: Result<Int, BenchFailure>.self) {
+            group -> (results: [Result<Int, BenchFailure>], seconds: Double, before: OperationCosts.Snapshot, after: OperationCosts.Snapshot) in
             for command in commands {
                 group.addTask {
                     await BenchThread.run {
@@ -165,29 +168,36 @@ enum Scenarios {
                 try? await Task.sleep(for: .milliseconds(1))
             }
             let start = SystemClock.monotonicNanoseconds()
+            let before = OperationCosts.Snapshot.take(daemonPID: daemon.pid, workerPIDs: workers)
             gate.go()
             try? await Task.sleep(for: .milliseconds(Int(seconds * 1000)))
             gate.stop()
             let elapsed = Double(SystemClock.monotonicNanoseconds() &- start) / 1e9
+            // Before the threads end: an ended thread takes its switch counts with it.
+            let after = OperationCosts.Snapshot.take(daemonPID: daemon.pid, workerPIDs: workers)
             var results: [Result<Int, BenchFailure>] = []
             for await result in group { results.append(result) }
-            return (results, elapsed)
+            return (results, elapsed, before, after)
         }
         var operations = 0
         for result in outcome.results {
             operations += try result.get()
         }
-        return Throughput(clients: clients, operations: operations, seconds: outcome.seconds)
+        return Throughput(
+            clients: clients, operations: operations, seconds: outcome.seconds,
+            costs: OperationCosts(operations: operations, from: outcome.before, to: outcome.after))
     }
 
     // MARK: - Streaming
 
     /// One Receive of a `stream N` command: N bytes of plug-in output in 64 KiB results.
-    static func stream(socketPath: String, bytes: UInt64) async throws(BenchFailure) -> StreamResult {
-        let target = try await SignalTarget.open(socketPath: socketPath, plugin: "noop", commandLine: "stream \(bytes)")
+    static func stream(daemon: BenchDaemon, bytes: UInt64) async throws(BenchFailure) -> StreamResult {
+        let target = try await SignalTarget.open(socketPath: daemon.socketPath, plugin: "noop", commandLine: "stream \(bytes)")
         defer { target.connection.close() }
         var received: UInt64 = 0
         var chunks = 0
+        let workers = daemon.childPIDs()
+        let before = OperationCosts.Snapshot.take(daemonPID: daemon.pid, workerPIDs: workers)
         let start = SystemClock.monotonicNanoseconds()
         do {
             for try await chunk in target.command.output() {
@@ -202,10 +212,11 @@ enum Scenarios {
             throw BenchFailure("the stream failed after \(received) bytes: \(error)")
         }
         let seconds = Double(SystemClock.monotonicNanoseconds() &- start) / 1e9
+        let after = OperationCosts.Snapshot.take(daemonPID: daemon.pid, workerPIDs: workers)
         guard received == bytes else {
             throw BenchFailure("the stream delivered \(received) bytes, not \(bytes)")
         }
-        return StreamResult(bytes: received, chunks: chunks, seconds: seconds)
+        return StreamResult(bytes: received, chunks: chunks, seconds: seconds, costs: OperationCosts(operations: chunks, from: before, to: after))
     }
 
     // MARK: - Cold start

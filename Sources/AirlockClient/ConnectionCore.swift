@@ -76,14 +76,23 @@ final class ReadSide: @unchecked Sendable {
     /// Set to make the parked reader thread take the socket back as soon as it is free.
     var wake = false
 
+    /// The first receives ask for this many bytes; a receive that fills its whole request
+    /// doubles the next one, up to ``largestReceive``.
+    static let smallestReceive = 65_536
+    /// The most one receive asks for: a stream of output is taken in several results per
+    /// system call (and per wake-up of the consumer).
+    static let largestReceive = 1 << 20
+
     // Owned by the thread that reads.
-    var decoder = FrameDecoder(maxFrameSize: ProtocolLimits.handshakeMaxFrameSize)
-    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536, alignment: 16)
+    /// Frames are received straight into the decoder's storage, kept for the connection's
+    /// life: at most twice a frame plus ``largestReceive``, and never reallocated per
+    /// receive (freeing and regrowing it at every receive is what made the first attempt at
+    /// 1 MiB receives crawl: seconds per receive in debug builds).
+    var decoder = FrameDecoder(maxFrameSize: ProtocolLimits.handshakeMaxFrameSize, keptStorage: .max)
+    var receiveSize = ReadSide.smallestReceive
     var handshakeDone = false
     /// Why reading ended (set by whoever read last).
     var ending: AirlockError?
-
-    deinit { buffer.deallocate() }
 
     /// Takes the socket for a blocking caller when nobody reads; false otherwise.
     func takeForCaller() -> Bool {
@@ -475,26 +484,41 @@ final class ConnectionCore: Sendable {
     private func readAndRoute() -> AirlockError? {
         let read = readSide
         if let ending = read.ending { return ending }
-        let buffer = read.buffer
-        let capacity = min(buffer.count, read.decoder.readCapacity)
-        let count: Int
-        do {
+        let capacity = read.receiveSize
+        var failure: SystemCallError?
+        var wouldBlock = false
+        do throws(SystemCallError) {
             // Sleep in poll(POLLIN), not in recv: a thread blocked in recv on a stream
             // socket is also woken each time airlockd reads what this side sent (the
             // kernel's write-space wake-up), one useless context switch per request;
             // poll's wake-up filters on the events asked for.
             _ = try Posix.poll(fd, for: [.input], timeoutMilliseconds: -1)
-            guard let received = try Posix.receive(fd, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<capacity])) else { return nil }
-            count = received
         } catch {
-            read.ending = .connectionLost(socketPath: socketPath, "\(error)")
+            failure = error
+        }
+        // Straight into the decoder's storage: no copy between a receive buffer and it.
+        let count = failure != nil ? 0 : read.decoder.receive(upTo: capacity) { space in
+            do throws(SystemCallError) {
+                guard let received = try Posix.receive(fd, into: space) else {
+                    wouldBlock = true
+                    return 0
+                }
+                return received
+            } catch {
+                failure = error
+                return 0
+            }
+        }
+        if let failure {
+            read.ending = .connectionLost(socketPath: socketPath, "\(failure)")
             return read.ending
         }
+        if wouldBlock { return nil }
         if count == 0 {
             read.ending = .connectionLost(socketPath: socketPath, read.decoder.isMidFrame ? "airlockd closed the socket in the middle of a frame" : "airlockd closed the socket")
             return read.ending
         }
-        read.decoder.append(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+        if count == capacity && capacity < ReadSide.largestReceive { read.receiveSize = capacity * 2 }
         do {
             while let frame = try read.decoder.next() {
                 if case .helloAck(let ack) = frame.message, !read.handshakeDone {

@@ -9,7 +9,29 @@ typealias Answer = Result<Message, AirlockError>
 final class BlockingWaiter: @unchecked Sendable {
     let semaphore = Semaphore()
     /// Written by the reader before `semaphore.signal()`, read by the waiter after `wait()`.
-    var answer: Answer?
+    /// Behind a pointer, not a stored `var`: a class's stored property is checked for
+    /// exclusive access at run time on every access.
+    private let slot = UnsafeMutablePointer<Answer?>.allocate(capacity: 1)
+
+    init() { slot.initialize(to: nil) }
+
+    deinit {
+        slot.deinitialize(count: 1)
+        slot.deallocate()
+    }
+
+    /// Hands the waiting thread its answer and wakes it.
+    func deliver(_ answer: consuming Answer) {
+        slot.pointee = answer
+        semaphore.signal()
+    }
+
+    /// The answer delivered (call after the semaphore was taken), leaving the slot empty.
+    func takeAnswer() -> Answer {
+        let answer = slot.move()!
+        slot.initialize(to: nil)
+        return answer
+    }
 }
 
 /// Who is waiting for an operation, and how to hand it its frames.
@@ -55,8 +77,8 @@ final class EndMonitor: Sendable {
 /// The reading side of the socket. One thread reads at a time: normally the reader thread;
 /// but when the reader thread has just handed a blocking caller its answer and nothing else
 /// is in flight, it parks, and the next blocking caller reads its own answer (no hand-off
-/// between threads: one context switch less per operation). The decoder and buffer belong
-/// to whoever reads; `owner` and `wake` are guarded by `parking`.
+/// between threads: one context switch less per operation). The decoder, the receive size and
+/// the ending belong to whoever reads; `owner` and `wake` are guarded by `parking`.
 final class ReadSide: @unchecked Sendable {
     enum Owner {
         /// The reader thread reads (or is about to).
@@ -71,19 +93,80 @@ final class ReadSide: @unchecked Sendable {
     /// unsolicited frames, like a server `PING`, are never left unread for long).
     static let parkNanoseconds = 20_000_000
 
+    /// The first receives ask for this many bytes; a receive that fills its whole request
+    /// doubles the next one, up to ``largestReceive``.
+    static let smallestReceive = 65_536
+    /// The most one receive asks for: a stream of output is taken in several results per
+    /// system call (and per wake-up of the consumer).
+    static let largestReceive = 1 << 20
+
+    /// What the reading thread owns, and what `parking` guards. Behind a pointer rather
+    /// than in stored `var`s, which are checked for exclusive access at run time on every
+    /// access (several times per operation); the ownership protocol above is what keeps
+    /// the accesses apart.
+    struct Fields {
+        // Guarded by `parking`.
+        var owner = Owner.readerThread
+        /// Set to make the parked reader thread take the socket back as soon as it is free.
+        var wake = false
+
+        // Owned by the thread that reads.
+        var receiveSize = ReadSide.smallestReceive
+        var handshakeDone = false
+        /// Why reading ended (set by whoever read last).
+        var ending: AirlockError?
+    }
+
     let parking = ParkingLock()
-    var owner = Owner.readerThread
-    /// Set to make the parked reader thread take the socket back as soon as it is free.
-    var wake = false
+    private let fields = UnsafeMutablePointer<Fields>.allocate(capacity: 1)
+    /// Owned by the thread that reads. Frames are received straight into the decoder's
+    /// storage, kept for the connection's life: at most twice a frame plus
+    /// ``largestReceive``, and never reallocated per receive (freeing and regrowing it at
+    /// every receive is what made the first attempt at 1 MiB receives crawl: seconds per
+    /// receive in debug builds).
+    private let decoderStorage = UnsafeMutablePointer<FrameDecoder>.allocate(capacity: 1)
 
-    // Owned by the thread that reads.
-    var decoder = FrameDecoder(maxFrameSize: ProtocolLimits.handshakeMaxFrameSize)
-    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536, alignment: 16)
-    var handshakeDone = false
-    /// Why reading ended (set by whoever read last).
-    var ending: AirlockError?
+    init() {
+        fields.initialize(to: Fields())
+        decoderStorage.initialize(to: FrameDecoder(maxFrameSize: ProtocolLimits.handshakeMaxFrameSize, keptStorage: .max))
+    }
 
-    deinit { buffer.deallocate() }
+    deinit {
+        fields.deinitialize(count: 1)
+        fields.deallocate()
+        decoderStorage.deinitialize(count: 1)
+        decoderStorage.deallocate()
+    }
+
+    var owner: Owner {
+        get { fields.pointee.owner }
+        set { fields.pointee.owner = newValue }
+    }
+
+    var wake: Bool {
+        get { fields.pointee.wake }
+        set { fields.pointee.wake = newValue }
+    }
+
+    var decoder: FrameDecoder {
+        unsafeAddress { UnsafePointer(decoderStorage) }
+        unsafeMutableAddress { decoderStorage }
+    }
+
+    var receiveSize: Int {
+        get { fields.pointee.receiveSize }
+        set { fields.pointee.receiveSize = newValue }
+    }
+
+    var handshakeDone: Bool {
+        get { fields.pointee.handshakeDone }
+        set { fields.pointee.handshakeDone = newValue }
+    }
+
+    var ending: AirlockError? {
+        get { fields.pointee.ending }
+        set { fields.pointee.ending = newValue }
+    }
 
     /// Takes the socket for a blocking caller when nobody reads; false otherwise.
     func takeForCaller() -> Bool {
@@ -167,7 +250,8 @@ final class ConnectionCore: Sendable {
     private let writer: Mutex<Writer>
     private let nextOperationID = Atomic<UInt64>(1)
     private let outgoingFrameLimit = Atomic<Int>(ProtocolLimits.handshakeMaxFrameSize)
-    private let idleWaiters = Mutex<[BlockingWaiter]>([])
+    /// A waiter kept for the next blocking call (callers at the same time make their own).
+    private let idleWaiter = Mutex<BlockingWaiter?>(nil)
     private let readSide = ReadSide()
     /// Set when the last frame routed answered a blocking caller (the reader may park).
     private let answeredBlockingCaller = Atomic<Bool>(false)
@@ -267,7 +351,7 @@ final class ConnectionCore: Sendable {
     /// Like ``perform(_:shellID:commandID:)`` but blocks the calling thread. Never call it
     /// from a Swift concurrency pool thread.
     func performBlocking(_ message: Message, shellID: UInt64 = 0, commandID: UInt64 = 0) -> Answer {
-        let waiter = idleWaiters.withLock { $0.popLast() } ?? BlockingWaiter()
+        let waiter = idleWaiter.withLock { $0.take() } ?? BlockingWaiter()
         let id = allocateOperationID()
         let request = message.type
         let refused: AirlockError? = state.withLock { state in
@@ -296,9 +380,8 @@ final class ConnectionCore: Sendable {
         } else {
             waiter.semaphore.wait()
         }
-        let answer = waiter.answer!
-        waiter.answer = nil
-        idleWaiters.withLock { if $0.count < 16 { $0.append(waiter) } }
+        let answer = waiter.takeAnswer()
+        idleWaiter.withLock { if $0 == nil { $0 = waiter } }
         return answer
     }
 
@@ -475,26 +558,41 @@ final class ConnectionCore: Sendable {
     private func readAndRoute() -> AirlockError? {
         let read = readSide
         if let ending = read.ending { return ending }
-        let buffer = read.buffer
-        let capacity = min(buffer.count, read.decoder.readCapacity)
-        let count: Int
-        do {
+        let capacity = read.receiveSize
+        var failure: SystemCallError?
+        var wouldBlock = false
+        do throws(SystemCallError) {
             // Sleep in poll(POLLIN), not in recv: a thread blocked in recv on a stream
             // socket is also woken each time airlockd reads what this side sent (the
             // kernel's write-space wake-up), one useless context switch per request;
             // poll's wake-up filters on the events asked for.
             _ = try Posix.poll(fd, for: [.input], timeoutMilliseconds: -1)
-            guard let received = try Posix.receive(fd, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<capacity])) else { return nil }
-            count = received
         } catch {
-            read.ending = .connectionLost(socketPath: socketPath, "\(error)")
+            failure = error
+        }
+        // Straight into the decoder's storage: no copy between a receive buffer and it.
+        let count = failure != nil ? 0 : read.decoder.receive(upTo: capacity) { space in
+            do throws(SystemCallError) {
+                guard let received = try Posix.receive(fd, into: space) else {
+                    wouldBlock = true
+                    return 0
+                }
+                return received
+            } catch {
+                failure = error
+                return 0
+            }
+        }
+        if let failure {
+            read.ending = .connectionLost(socketPath: socketPath, "\(failure)")
             return read.ending
         }
+        if wouldBlock { return nil }
         if count == 0 {
             read.ending = .connectionLost(socketPath: socketPath, read.decoder.isMidFrame ? "airlockd closed the socket in the middle of a frame" : "airlockd closed the socket")
             return read.ending
         }
-        read.decoder.append(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+        if count == capacity && capacity < ReadSide.largestReceive { read.receiveSize = capacity * 2 }
         do {
             while let frame = try read.decoder.next() {
                 if case .helloAck(let ack) = frame.message, !read.handshakeDone {
@@ -623,21 +721,20 @@ final class ConnectionCore: Sendable {
     // MARK: - Completion
 
     /// Ends operation `id` with `answer` (no-op when it already ended).
-    private func complete(_ id: UInt64, with answer: Answer) {
+    private func complete(_ id: UInt64, with answer: consuming Answer) {
         guard let operation = state.withLock({ $0.operations.removeValue(forKey: id) }) else { return }
         if case .thread = operation.waiter { answeredBlockingCaller.store(true, ordering: .relaxed) }
         Self.resume(operation.waiter, with: answer)
     }
 
-    private static func resume(_ waiter: Waiter, with answer: Answer) {
+    private static func resume(_ waiter: consuming Waiter, with answer: consuming Answer) {
         switch waiter {
         case .unattached, .cancelledUnattached:
             break
         case .task(let continuation):
             continuation.resume(returning: answer)
         case .thread(let blocked):
-            blocked.answer = answer
-            blocked.semaphore.signal()
+            blocked.deliver(answer)
         case .stream(let continuation):
             switch answer {
             case .failure(let error):

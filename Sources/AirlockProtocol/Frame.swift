@@ -87,22 +87,33 @@ public struct Frame: Sendable, Equatable {
 }
 
 /// Cuts frames out of a byte stream, never buffering more than one maximum-size frame
-/// beyond what it has already handed out.
+/// beyond what it has already handed out (when fed no more than ``readCapacity`` at a time).
+///
+/// Bytes come in through ``append(_:)-(UnsafeRawBufferPointer)`` or, without a copy, by
+/// receiving straight into the decoder's storage with ``receive(upTo:_:)``.
 public struct FrameDecoder: Sendable {
     /// The largest frame accepted, length prefix included.
     public var maxFrameSize: Int
+    /// Storage of up to this many bytes is kept once everything is decoded (more is freed).
+    public var keptStorage: Int
+    /// Bytes `readIndex..<endIndex` are received and not yet decoded; bytes from `endIndex`
+    /// on are space for the next receive.
     private var buffer: [UInt8] = []
     private var readIndex = 0
+    private var endIndex = 0
 
-    public init(maxFrameSize: Int) {
+    /// A decoder of frames of at most `maxFrameSize` bytes that keeps up to `keptStorage`
+    /// bytes of storage between frames.
+    public init(maxFrameSize: Int, keptStorage: Int = 262_144) {
         self.maxFrameSize = maxFrameSize
+        self.keptStorage = keptStorage
     }
 
     /// True while part of a frame has arrived but not all of it.
-    public var isMidFrame: Bool { readIndex < buffer.count }
+    public var isMidFrame: Bool { readIndex < endIndex }
 
     /// Bytes received and not yet decoded.
-    public var bufferedByteCount: Int { buffer.count - readIndex }
+    public var bufferedByteCount: Int { endIndex - readIndex }
 
     /// How many bytes the caller may read next without exceeding one frame's worth of
     /// buffering (at least 1).
@@ -117,20 +128,67 @@ public struct FrameDecoder: Sendable {
 
     /// Appends received bytes.
     public mutating func append(_ bytes: UnsafeRawBufferPointer) {
-        compactIfNeeded()
-        buffer.append(contentsOf: bytes)
+        guard bytes.count > 0 else { return }
+        receive(upTo: bytes.count) { space in
+            space.copyMemory(from: bytes)
+            return bytes.count
+        }
     }
 
     /// Appends received bytes.
     public mutating func append(_ bytes: [UInt8]) {
-        compactIfNeeded()
-        buffer.append(contentsOf: bytes)
+        bytes.withUnsafeBytes { append($0) }
     }
 
-    private mutating func compactIfNeeded() {
-        if readIndex > 0 && (readIndex == buffer.count || readIndex > 65_536) {
-            buffer.removeSubrange(0..<readIndex)
+    /// Lets `receive` write up to `maxCount` bytes straight into the decoder's storage (no
+    /// copy between a receive buffer and the decoder) and returns what `receive` returns:
+    /// how many bytes it wrote, from the start of the space it was given. (Not generic over
+    /// an error type: a generic call across modules instantiates metadata at every call; a
+    /// caller whose receive can fail keeps the error itself and returns 0.)
+    @discardableResult
+    public mutating func receive(upTo maxCount: Int, _ receive: (UnsafeMutableRawBufferPointer) -> Int) -> Int {
+        precondition(maxCount > 0, "receive needs room for at least one byte")
+        makeSpace(maxCount)
+        let start = endIndex
+        let written = buffer.withUnsafeMutableBytes { storage in
+            receive(UnsafeMutableRawBufferPointer(rebasing: storage[start..<(start + maxCount)]))
+        }
+        precondition(written >= 0 && written <= maxCount, "receive wrote \(written) of at most \(maxCount) bytes")
+        endIndex += written
+        return written
+    }
+
+    /// Makes room for `count` more bytes after `endIndex`: moves the undecoded bytes to the
+    /// front when the space behind them is too short, and grows the storage (to at least
+    /// twice its size) only when that is not enough either.
+    private mutating func makeSpace(_ count: Int) {
+        if readIndex == endIndex {
             readIndex = 0
+            endIndex = 0
+        }
+        if buffer.count - endIndex >= count { return }
+        let pending = endIndex - readIndex
+        if readIndex > 0 {
+            let from = readIndex
+            buffer.withUnsafeMutableBytes { storage in
+                let base = storage.baseAddress!
+                base.copyMemory(from: base + from, byteCount: pending)
+            }
+            readIndex = 0
+            endIndex = pending
+            if buffer.count - endIndex >= count { return }
+        }
+        // New storage with the pending bytes in front. The space behind them is left
+        // uninitialized (bytes, written by a receive before they are ever read): filling
+        // megabytes element by element took seconds per growth in debug builds.
+        let size = max(pending + count, 2 * buffer.count)
+        buffer = buffer.withUnsafeBytes { old in
+            [UInt8](unsafeUninitializedCapacity: size) { storage, initialized in
+                if pending > 0 {
+                    UnsafeMutableRawBufferPointer(storage).copyMemory(from: UnsafeRawBufferPointer(rebasing: old[0..<pending]))
+                }
+                initialized = size
+            }
         }
     }
 
@@ -154,9 +212,10 @@ public struct FrameDecoder: Sendable {
         let range = readIndex..<(readIndex + length + 4)
         readIndex += length + 4
         let frame = try Frame.decode(buffer, range: range, maxFrameSize: maxFrameSize)
-        if readIndex == buffer.count {
-            buffer.removeAll(keepingCapacity: buffer.capacity <= 262_144)
+        if readIndex == endIndex {
             readIndex = 0
+            endIndex = 0
+            if buffer.count > keptStorage { buffer = [] }
         }
         return frame
     }

@@ -304,4 +304,41 @@ import Testing
         #expect(largestBuffer <= maxFrameSize + 65_536)
         #expect(!decoder.isMidFrame)
     }
+    /// Receiving straight into the decoder's storage, in pieces of random sizes and through
+    /// requests of random sizes (up to 1 MiB, as the client asks), yields the stream's
+    /// frames in order; the storage stays bounded however many receives there are.
+    @Test func receiveIntoStorageYieldsTheSameFrames() throws {
+        let maxFrameSize = 65_536
+        var random = SplitMix64(seed: 7)
+        var stream: [UInt8] = []
+        var expected: [Frame] = []
+        for index in 0..<400 {
+            let size = index % 5 == 0 ? maxFrameSize - 50 : Int(random.next() % 3_000)
+            let frame = Frame(operationID: UInt64(index), message: .send(SendInput(
+                shellID: 1, commandID: 2, stream: "stdin", endOfStream: false,
+                data: (0..<size).map { UInt8(truncatingIfNeeded: $0 &+ index) })))
+            frame.encode(into: &stream)
+            expected.append(frame)
+        }
+        var decoder = FrameDecoder(maxFrameSize: maxFrameSize, keptStorage: .max)
+        var frames: [Frame] = []
+        var offset = 0
+        while offset < stream.count {
+            let request = 1 + Int(random.next() % (1 << 20))
+            let offered = 1 + Int(random.next() % UInt64(min(request, stream.count - offset)))
+            let written = decoder.receive(upTo: request) { space in
+                #expect(space.count == request)
+                stream.withUnsafeBytes { bytes in
+                    space.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + offered)]))
+                }
+                return offered
+            }
+            #expect(written == offered)
+            offset += offered
+            while let frame = try decoder.next() { frames.append(frame) }
+        }
+        #expect(frames == expected)
+        #expect(!decoder.isMidFrame)
+        #expect(decoder.bufferedByteCount == 0)
+    }
 }

@@ -14,6 +14,8 @@ import AirlockProtocol
 ///    larger than `readCapacity`, it yields the same frames and the same error; every
 ///    frame re-encodes to exactly the bytes it was cut from; and the buffered bytes plus
 ///    `readCapacity` never exceed `maxFrameSize + 64 KiB`.
+/// 3. and 4. The in-place readers, `ResultFrames.checkWorkerResult` (the supervisor's) and
+///    `WorkerRequestPacket` (the worker's), agree with `Frame.decode` (see each check).
 ///
 /// Nothing here may trap on any input; a trap is a bug in the codec.
 enum CodecProperties {
@@ -40,6 +42,7 @@ enum CodecProperties {
 
     static func checkPacket(_ input: [UInt8], maxFrameSize: Int, _ problems: inout [String]) {
         checkResultRelay(input, maxFrameSize: maxFrameSize, &problems)
+        checkRequestInPlace(input, maxFrameSize: maxFrameSize, &problems)
         let frame: Frame
         do {
             frame = try Frame.decode(input, maxFrameSize: maxFrameSize)
@@ -112,6 +115,91 @@ enum CodecProperties {
                 problems.append("relay: checkWorkerResult's error \(error) differs from decode's \(expected)")
             }
         }
+    }
+
+    /// 4. `WorkerRequestPacket` (the worker's in-place read of `W_SHELL` ... `W_CONNECT`)
+    ///    accepts exactly the requests `Frame.decode` accepts and reads the same fields;
+    ///    it rejects the rest with the same error (code and message), and passes (nil) on
+    ///    every other type and on packets shorter than a header.
+    static func checkRequestInPlace(_ input: [UInt8], maxFrameSize: Int, _ problems: inout [String]) {
+        let decoded: Result<Frame, ProtocolError>
+        do throws(ProtocolError) {
+            decoded = .success(try Frame.decode(input, maxFrameSize: maxFrameSize))
+        } catch {
+            decoded = .failure(error)
+        }
+        let read: Result<Frame?, ProtocolError> = input.withUnsafeBytes { packet in
+            do throws(ProtocolError) {
+                return .success(try WorkerRequestPacket(packet: packet, maxFrameSize: maxFrameSize).map(frame(of:)))
+            } catch {
+                return .failure(error)
+            }
+        }
+        let isRequest = input.count >= ProtocolLimits.headerSize
+            && MessageType(rawValue: UInt16(input[4]) | UInt16(input[5]) << 8).map(WorkerRequestPacket.isRequest) == true
+        switch (decoded, read) {
+        case (.success(let frame), .success(nil)):
+            if isRequest { problems.append("in place: WorkerRequestPacket passed on a \(frame.message.type.wireName) that decode accepts") }
+        case (.failure(let error), .success(nil)):
+            if isRequest { problems.append("in place: WorkerRequestPacket passed on a request that decode rejects: \(error)") }
+        case (.success(let frame), .success(let read?)):
+            if read != frame { problems.append("in place: WorkerRequestPacket read \(read), decode \(frame)") }
+        case (.failure(let error), .success(let read?)):
+            problems.append("in place: WorkerRequestPacket accepted a \(read.message.type.wireName) that decode rejects: \(error)")
+        case (.success(let frame), .failure(let error)):
+            problems.append("in place: WorkerRequestPacket rejected a \(frame.message.type.wireName) that decode accepts: \(error)")
+        case (.failure(let expected), .failure(let error)):
+            if expected != error { problems.append("in place: WorkerRequestPacket's error \(error) differs from decode's \(expected)") }
+        }
+    }
+
+    /// The frame `request` was read from, rebuilt from its views.
+    static func frame(of request: WorkerRequestPacket) -> Frame {
+        let c = request.context
+        let context = RequestContext(
+            senderName: c.senderName.string, authenticationMechanism: c.authenticationMechanism.string,
+            resourceURI: c.resourceURI.string, locale: c.locale.string, dataLocale: c.dataLocale.string,
+            timeoutMs: c.timeoutMs, httpURL: c.httpURL.string)
+        func data(_ value: WireData) -> WSManData {
+            switch value {
+            case .none: .none
+            case .text(let text): .text(text.string)
+            case .binary(let bytes): .binary(Array(bytes))
+            case .dword(let number): .dword(number)
+            }
+        }
+        let options = request.options.map { WSManOption(name: $0.name.string, value: $0.value.string, mustComply: $0.mustComply) }
+        let message: Message
+        switch request.type {
+        case .workerShell:
+            message = .workerShell(WorkerShell(
+                context: context, shellID: request.shellID, idleTimeoutMs: request.idleTimeoutMs,
+                inputStreams: request.inputStreams.map(\.string), outputStreams: request.outputStreams.map(\.string),
+                workingDirectory: request.workingDirectory?.string,
+                environment: request.environment.map { EnvironmentVariable(name: $0.name.string, value: $0.value.string) },
+                name: request.name?.string, options: options, optionsMustUnderstand: request.optionsMustUnderstand,
+                inboundShellInformation: data(request.data)))
+        case .workerCommand:
+            message = .workerCommand(WorkerCommand(
+                context: context, shellID: request.shellID, commandID: request.commandID, commandLine: request.text.string,
+                arguments: request.arguments.map(\.string), options: options))
+        case .workerSend:
+            guard case .binary(let bytes) = request.data else { preconditionFailure("W_SEND data is binary") }
+            message = .workerSend(WorkerSend(
+                context: context, shellID: request.shellID, commandID: request.commandID, stream: request.text.string,
+                endOfStream: request.endOfStream, data: Array(bytes)))
+        case .workerReceive:
+            message = .workerReceive(WorkerReceive(
+                context: context, shellID: request.shellID, commandID: request.commandID, streams: request.streams.map(\.string)))
+        case .workerSignal:
+            message = .workerSignal(WorkerSignal(
+                context: context, shellID: request.shellID, commandID: request.commandID, code: request.text.string))
+        default:
+            message = .workerConnect(WorkerConnect(
+                context: context, shellID: request.shellID, commandID: request.commandID,
+                inboundConnectInformation: data(request.data)))
+        }
+        return Frame(operationID: request.operationID, flags: request.flags, message: message)
     }
 
     static func checkStream(_ input: [UInt8], maxFrameSize: Int, _ problems: inout [String]) {

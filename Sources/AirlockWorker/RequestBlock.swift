@@ -23,6 +23,7 @@ enum OperationKind: UInt8, Sendable {
 
     /// The kind of a worker request message (`W_SHELL` ... `W_CONNECT`); `nil` for any
     /// other message.
+    @inline(__always)
     init?(_ type: MessageType) {
         switch type {
         case .workerShell: self = .shell

@@ -9,6 +9,8 @@
 public struct WorkerRequestPacket {
     /// `W_SHELL`, `W_COMMAND`, `W_SEND`, `W_RECEIVE`, `W_SIGNAL` or `W_CONNECT`.
     public var type: MessageType
+    /// The packet's size in bytes (the whole frame).
+    public var byteCount: Int
     public var operationID: UInt64
     public var flags: FrameFlags
     public var context: Context
@@ -83,6 +85,7 @@ public struct WorkerRequestPacket {
             throw ProtocolError.malformed("undefined flag bits 0x\(String(rawFlags, radix: 16)) in \(type.wireName)")
         }
         self.type = type
+        byteCount = packet.count
         operationID = WireCursor.load64(packet, 8)
         flags = FrameFlags(rawValue: rawFlags)
         var r = WireCursor(packet: packet, position: ProtocolLimits.headerSize)

@@ -9,6 +9,8 @@
 public struct WorkerRequestPacket {
     /// `W_SHELL`, `W_COMMAND`, `W_SEND`, `W_RECEIVE`, `W_SIGNAL` or `W_CONNECT`.
     public var type: MessageType
+    /// The packet's size in bytes (the whole frame).
+    public var byteCount: Int
     public var operationID: UInt64
     public var flags: FrameFlags
     public var context: Context
@@ -49,33 +51,29 @@ public struct WorkerRequestPacket {
         public var httpURL: WireString
     }
 
-    /// Whether `type` is one of the six operation requests this reads (the others are
-    /// left to `Frame.decode`).
-    public static func isRequest(_ type: MessageType) -> Bool {
-        switch type {
-        case .workerShell, .workerCommand, .workerSend, .workerReceive, .workerSignal, .workerConnect: true
-        default: false
+    /// The type of `packet` when it is one of the six operation requests (read with
+    /// ``init(packet:type:maxFrameSize:)``); `nil` for a packet shorter than a header or of
+    /// any other type (decoded with `Frame.decode`).
+    public static func requestType(of packet: UnsafeRawBufferPointer) -> MessageType? {
+        guard packet.count >= ProtocolLimits.headerSize else { return nil }
+        switch WireCursor.load16(packet, 4) {
+        case MessageType.workerShell.rawValue: return .workerShell
+        case MessageType.workerCommand.rawValue: return .workerCommand
+        case MessageType.workerSend.rawValue: return .workerSend
+        case MessageType.workerReceive.rawValue: return .workerReceive
+        case MessageType.workerSignal.rawValue: return .workerSignal
+        case MessageType.workerConnect.rawValue: return .workerConnect
+        default: return nil
         }
     }
 
-    /// Reads one packet (one whole frame). Fails (nil) when it is shorter than a header or
-    /// of another type (the caller decodes those with `Frame.decode`); throws what
-    /// `Frame.decode` throws for a malformed or oversized request.
+    /// Reads one packet (one whole frame) of type `type`, from ``requestType(of:)``; throws
+    /// what `Frame.decode` throws for a malformed or oversized request.
     ///
     /// An initializer rather than a function returning the request: the fields are
     /// written in place, never copied.
-    public init?(packet: UnsafeRawBufferPointer, maxFrameSize: Int) throws(ProtocolError) {
-        guard packet.count >= ProtocolLimits.headerSize else { return nil }
-        let type: MessageType
-        switch WireCursor.load16(packet, 4) {
-        case MessageType.workerShell.rawValue: type = .workerShell
-        case MessageType.workerCommand.rawValue: type = .workerCommand
-        case MessageType.workerSend.rawValue: type = .workerSend
-        case MessageType.workerReceive.rawValue: type = .workerReceive
-        case MessageType.workerSignal.rawValue: type = .workerSignal
-        case MessageType.workerConnect.rawValue: type = .workerConnect
-        default: return nil
-        }
+    public init(packet: UnsafeRawBufferPointer, type: MessageType, maxFrameSize: Int) throws(ProtocolError) {
+        assert(WorkerRequestPacket.requestType(of: packet) == type, "\(type.wireName) is not the type of this request packet")
         let length = Int(WireCursor.load32(packet, 0))
         if length < 12 { throw ProtocolError.malformed("length \(length) is below the minimum of 12") }
         if length + 4 > maxFrameSize { throw ProtocolError.oversized(length + 4, limit: maxFrameSize) }
@@ -87,6 +85,7 @@ public struct WorkerRequestPacket {
             throw ProtocolError.malformed("undefined flag bits 0x\(String(rawFlags, radix: 16)) in \(type.wireName)")
         }
         self.type = type
+        byteCount = packet.count
         operationID = WireCursor.load64(packet, 8)
         flags = FrameFlags(rawValue: rawFlags)
         var r = WireCursor(packet: packet, position: ProtocolLimits.headerSize)
@@ -122,7 +121,7 @@ public struct WorkerRequestPacket {
         case .workerSignal:
             commandID = try r.u64("commandId")
             text = try r.str("code")
-        default:  // .workerConnect (isRequest)
+        default:  // .workerConnect (requestType(of:))
             commandID = try r.u64("commandId")
             data = try r.data()
         }

@@ -225,17 +225,17 @@ final class PluginHost: @unchecked Sendable {
     /// operation request is read in place (`packet` stays valid until this returns), any
     /// other frame decoded. A malformed frame is fatal.
     func serve(_ packet: UnsafeRawBufferPointer, maxFrameSize: Int) {
-        let request: WorkerRequestPacket?
+        guard let type = WorkerRequestPacket.requestType(of: packet) else {
+            handle(channel.decode(packet, maxFrameSize: maxFrameSize))
+            return
+        }
+        let request: WorkerRequestPacket
         do throws(ProtocolError) {
-            request = try WorkerRequestPacket(packet: packet, maxFrameSize: maxFrameSize)
+            request = try WorkerRequestPacket(packet: packet, type: type, maxFrameSize: maxFrameSize)
         } catch {
             channel.fatal("protocol violation by the supervisor: \(error.message)")
         }
-        if let request {
-            handle(request)
-        } else {
-            handle(channel.decode(packet, maxFrameSize: maxFrameSize))
-        }
+        handle(request)
     }
 
     /// Serves one frame from the supervisor other than an operation request.

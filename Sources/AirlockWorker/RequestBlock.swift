@@ -23,6 +23,7 @@ enum OperationKind: UInt8, Sendable {
 
     /// The kind of a worker request message (`W_SHELL` ... `W_CONNECT`); `nil` for any
     /// other message.
+    @inline(__always)
     init?(_ type: MessageType) {
         switch type {
         case .workerShell: self = .shell
@@ -76,9 +77,7 @@ struct RequestBlock {
     /// straight from the packet. `shutdownNotification` is FALSE; `shutdownNotificationHandle`
     /// is set with ``setCancelEvent(_:)``. Free it with ``free()``.
     static func make(_ request: borrowing WorkerRequestPacket, kind: OperationKind) -> RequestBlock {
-        var measure = BlockMeasure()
-        _ = layOut(request, kind: kind, in: &measure)
-        let size = max(measure.size, MemoryLayout<WSMAN_PLUGIN_REQUEST>.size)
+        let size = allocationSize(request, kind: kind)
         guard let base = malloc(size) else {
             WorkerChannel.shared.fatal("out of memory allocating a \(size)-byte request block")
         }
@@ -86,6 +85,49 @@ struct RequestBlock {
         var block = layOut(request, kind: kind, in: &arena)
         block.size = size
         return block
+    }
+
+    /// The bytes to allocate for the block of `request`. A small packet (the common case)
+    /// is laid out in one pass into a bound computed from its size; a larger one is
+    /// measured first, so that a large Send does not take four times its size.
+    private static func allocationSize(_ request: borrowing WorkerRequestPacket, kind: OperationKind) -> Int {
+        guard request.byteCount <= smallPacketLimit else { return measuredSize(request, kind: kind) }
+        let bound = fixedBound + 4 * request.byteCount
+        #if DEBUG
+        // Debug builds (the tests) check the bound on every request.
+        let measured = measuredSize(request, kind: kind)
+        precondition(measured <= bound, "the request block bound (\(bound) bytes) is below its size (\(measured) bytes)")
+        #endif
+        return bound
+    }
+
+    /// The exact size of the block of `request`: the layout run without memory.
+    private static func measuredSize(_ request: borrowing WorkerRequestPacket, kind: OperationKind) -> Int {
+        var measure = BlockMeasure()
+        _ = layOut(request, kind: kind, in: &measure)
+        return max(measure.size, MemoryLayout<WSMAN_PLUGIN_REQUEST>.size)
+    }
+
+    /// Packets up to this size get a block of ``fixedBound`` + 4 bytes per packet byte.
+    private static let smallPacketLimit = 2048
+
+    /// What a block holds whatever the packet says: its structures (each at most once),
+    /// the selector names and values (20 digits at most), and alignment padding (at most
+    /// 7 bytes for each of fewer than 32 reservations of structures and arrays).
+    ///
+    /// Everything else comes from the packet and takes at most 4 block bytes per packet
+    /// byte: a string of n bytes (4 + n on the wire) takes 2n + 2 bytes of UTF-16 and
+    /// NUL, plus one byte of padding; a list element adds at most a pointer (8) or its
+    /// structure (an option: 24 bytes for at least 9 on the wire; a variable: 16 for 8);
+    /// binary data takes its own size.
+    private static var fixedBound: Int {
+        MemoryLayout<WSMAN_PLUGIN_REQUEST>.stride + MemoryLayout<WSMAN_SENDER_DETAILS>.stride
+            + 2 * MemoryLayout<WSMAN_KEY>.stride + MemoryLayout<WSMAN_OPERATION_INFO>.stride
+            + MemoryLayout<WSMAN_SHELL_STARTUP_INFO_V11>.stride + MemoryLayout<WSMAN_ENVIRONMENT_VARIABLE_SET>.stride
+            + 2 * MemoryLayout<WSMAN_STREAM_ID_SET>.stride + MemoryLayout<WSMAN_COMMAND_ARG_SET>.stride
+            + MemoryLayout<WSMAN_DATA>.stride
+            + MemoryLayout.size(ofValue: shellIDName) + MemoryLayout.size(ofValue: commandIDName) + 2 * 21 * 2
+            + 32 * 7
     }
 
     /// `shutdownNotificationHandle`: the eventfd that is signalled when the request is

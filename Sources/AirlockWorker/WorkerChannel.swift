@@ -1,5 +1,6 @@
 import AirlockPosix
 import AirlockProtocol
+import CAirlockShims
 import Glibc
 
 /// The worker's end of the channel to the supervisor: file descriptor 3, one end of a
@@ -99,11 +100,15 @@ final class WorkerChannel: Sendable {
     /// Blocks until the next packet and returns it (its bytes at the start of `buffer`), or
     /// `nil` when the supervisor closed its end. A packet larger than `buffer` or a receive
     /// error is fatal.
+    ///
+    /// A plain `recv` with `MSG_TRUNC`, which on a `SOCK_SEQPACKET` socket returns the
+    /// packet's real length (so a larger packet is detected), without the message header
+    /// `recvmsg` copies in and out.
     func receive(into buffer: UnsafeMutableRawBufferPointer, maxFrameSize: Int) -> UnsafeRawBufferPointer? {
         while true {
-            let result: Posix.PacketResult
+            let received: Int?
             do throws(SystemCallError) {
-                result = try Posix.receivePacket(fd, into: buffer)
+                received = try Posix.receive(fd, into: buffer, flags: WorkerChannel.truncation)
             } catch {
                 if error.errno == .connectionReset { return nil }
                 if error.errno == .badFileDescriptor {
@@ -111,18 +116,19 @@ final class WorkerChannel: Sendable {
                 }
                 fatal("cannot receive from the supervisor channel (fd 3): \(error)")
             }
-            switch result {
-            case .packet(let size):
-                return UnsafeRawBufferPointer(rebasing: buffer[0..<size])
-            case .endOfFile:
-                return nil
-            case .truncated(_, let size):
+            // nil: EAGAIN (the descriptor is blocking; retry). 0: end of file (the protocol
+            // never sends an empty packet).
+            guard let size = received else { continue }
+            if size == 0 { return nil }
+            if size > buffer.count {
                 fatal("protocol violation by the supervisor: a packet of \(size) bytes exceeds the maximum frame size of \(maxFrameSize) bytes")
-            case .wouldBlock:
-                continue
             }
+            return UnsafeRawBufferPointer(rebasing: buffer[0..<size])
         }
     }
+
+    /// `MSG_TRUNC`: `recv` returns the packet's length even when it exceeds the buffer.
+    private static let truncation = Posix.MessageFlags(rawValue: AIRLOCK_MSG_TRUNC)
 
     /// Decodes one packet as a whole frame; a malformed frame is fatal.
     func decode(_ packet: UnsafeRawBufferPointer, maxFrameSize: Int) -> Frame {

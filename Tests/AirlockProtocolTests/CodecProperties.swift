@@ -130,13 +130,12 @@ enum CodecProperties {
         }
         let read: Result<Frame?, ProtocolError> = input.withUnsafeBytes { packet in
             do throws(ProtocolError) {
-                return .success(try WorkerRequestPacket(packet: packet, maxFrameSize: maxFrameSize).map(frame(of:)))
+                return .success(try readInPlace(packet, maxFrameSize: maxFrameSize).map(frame(of:)))
             } catch {
                 return .failure(error)
             }
         }
-        let isRequest = input.count >= ProtocolLimits.headerSize
-            && MessageType(rawValue: UInt16(input[4]) | UInt16(input[5]) << 8).map(WorkerRequestPacket.isRequest) == true
+        let isRequest = input.withUnsafeBytes { WorkerRequestPacket.requestType(of: $0) } != nil
         switch (decoded, read) {
         case (.success(let frame), .success(nil)):
             if isRequest { problems.append("in place: WorkerRequestPacket passed on a \(frame.message.type.wireName) that decode accepts") }
@@ -151,6 +150,12 @@ enum CodecProperties {
         case (.failure(let expected), .failure(let error)):
             if expected != error { problems.append("in place: WorkerRequestPacket's error \(error) differs from decode's \(expected)") }
         }
+    }
+
+    /// `packet` read the worker's way: in place when it is an operation request, else nil.
+    static func readInPlace(_ packet: UnsafeRawBufferPointer, maxFrameSize: Int) throws(ProtocolError) -> WorkerRequestPacket? {
+        guard let type = WorkerRequestPacket.requestType(of: packet) else { return nil }
+        return try WorkerRequestPacket(packet: packet, type: type, maxFrameSize: maxFrameSize)
     }
 
     /// The frame `request` was read from, rebuilt from its views.

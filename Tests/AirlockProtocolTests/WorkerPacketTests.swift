@@ -4,6 +4,8 @@ import Testing
 /// The worker's frames without `Message`: `WorkerRequestPacket` (requests read in place)
 /// and `CompletionFrame` (`W_COMPLETE` written in place) against the codec.
 @Suite struct WorkerPacketTests {
+    static let requestTypes: Set<MessageType> = [.workerShell, .workerCommand, .workerSend, .workerReceive, .workerSignal, .workerConnect]
+
     /// A `W_SIGNAL` whose code is `code`, byte for byte (valid UTF-8 or not).
     static func signal(code: [UInt8]) -> [UInt8] {
         let context = RequestContext(
@@ -43,14 +45,26 @@ import Testing
         }
     }
 
+    @Test func requestTypesAreTheSixOperationRequests() {
+        for type in MessageType.allCases {
+            let header = Frame(operationID: 1, message: .workerCancel).encoded()
+            var bytes = header
+            bytes[4] = UInt8(truncatingIfNeeded: type.rawValue)
+            bytes[5] = UInt8(truncatingIfNeeded: type.rawValue >> 8)
+            let found = bytes.withUnsafeBytes { WorkerRequestPacket.requestType(of: $0) }
+            #expect(found == (Self.requestTypes.contains(type) ? type : nil), "\(type.wireName)")
+            #expect(bytes.dropLast().withUnsafeBytes { WorkerRequestPacket.requestType(of: UnsafeRawBufferPointer($0)) } == nil)
+        }
+    }
+
     @Test func goldenRequestsAreReadInPlace() {
         var requests = 0
         for bytes in MutationTests.seeds {
             let frame = try? Frame.decode(bytes, maxFrameSize: ProtocolLimits.defaultMaxFrameSize)
-            guard let frame, WorkerRequestPacket.isRequest(frame.message.type) else { continue }
+            guard let frame, Self.requestTypes.contains(frame.message.type) else { continue }
             requests += 1
             let read = bytes.withUnsafeBytes { packet in
-                (try? WorkerRequestPacket(packet: packet, maxFrameSize: ProtocolLimits.defaultMaxFrameSize))?.map(CodecProperties.frame(of:))
+                (try? CodecProperties.readInPlace(packet, maxFrameSize: ProtocolLimits.defaultMaxFrameSize))?.map(CodecProperties.frame(of:))
             }
             #expect(read == frame)
         }
@@ -61,7 +75,7 @@ import Testing
     /// one less), and every truncation: the in-place read and the decoder agree.
     @Test func everyOneByteChangeOfARequestIsReadAsDecodeReadsIt() {
         let requests = MutationTests.seeds.filter { bytes in
-            (try? Frame.decode(bytes, maxFrameSize: ProtocolLimits.defaultMaxFrameSize)).map { WorkerRequestPacket.isRequest($0.message.type) } == true
+            (try? Frame.decode(bytes, maxFrameSize: ProtocolLimits.defaultMaxFrameSize)).map { Self.requestTypes.contains($0.message.type) } == true
         }
         var problems: [String] = []
         for request in requests {

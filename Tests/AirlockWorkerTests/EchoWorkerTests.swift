@@ -163,6 +163,31 @@ import Testing
         #expect(String(decoding: try worker.receiveOutput(5).output, as: UTF8.self) == "/srv/ä\n")
     }
 
+    /// Requests packed with the smallest fields (empty strings, options, variables and
+    /// stream names; the longest ids) are laid out and served: a small packet's block is
+    /// allocated from a bound on its size, and debug builds check that bound on each one.
+    @Test func requestsOfManyTinyFieldsAreLaidOut() throws {
+        let worker = try WorkerHarness()
+        #expect(try worker.start(library: EchoWorkerTests.echo).errorCode == 0)
+        let empty = RequestContext(senderName: "", authenticationMechanism: "", resourceURI: "", locale: "", dataLocale: "", timeoutMs: 0)
+        let options = Array(repeating: WSManOption(name: "", value: ""), count: 60)
+        try worker.send(.workerShell(WorkerShell(
+            context: empty, shellID: .max, idleTimeoutMs: 0, inputStreams: Array(repeating: "", count: 60),
+            outputStreams: Array(repeating: "", count: 60), workingDirectory: "",
+            environment: Array(repeating: EnvironmentVariable(name: "", value: ""), count: 60), name: "", options: options,
+            optionsMustUnderstand: true, inboundShellInformation: .text(""))), operation: 1)
+        try worker.expectContext(1)
+        try worker.send(.workerCommand(WorkerCommand(
+            context: empty, shellID: .max, commandID: .max, commandLine: "", arguments: Array(repeating: "", count: 200),
+            options: options)), operation: 2)
+        try worker.expectContext(2)
+        try worker.send(.workerReceive(WorkerReceive(
+            context: empty, shellID: .max, commandID: .max, streams: Array(repeating: "", count: 300))), operation: 3)
+        // The command line and its 200 empty arguments, joined with single spaces.
+        #expect(try worker.receiveOutput(3).output == Array(repeating: UInt8(ascii: " "), count: 200) + [UInt8(ascii: "\n")])
+        #expect(worker.breaches.isEmpty, "\(worker.breaches)")
+    }
+
     @Test func cancelPendingReceiveThenCloseShell() throws {
         let worker = try EchoWorkerTests.startWithShell()
         try worker.command(2, shellID: 1, commandID: 10, "cat")

@@ -120,4 +120,12 @@ struct BenchResults: Sendable {
 
     /// The phase the headline round trip and floor come from: pinned when measured.
     var headline: RoundTripPhase? { pinned ?? unpinned }
+
+    /// True when the pinned floor came out more than twice the unpinned one: the pinned CPU
+    /// was busy with other work (each hand-off waited for its time slice), so the pinned
+    /// ratio says nothing about Airlock and the round-trip target is not judged.
+    var pinnedFloorSuspect: Bool {
+        guard let pinned, let unpinned, unpinned.floorStream.p50us > 0 else { return false }
+        return pinned.floorStream.p50us > 2 * unpinned.floorStream.p50us
+    }
 }

@@ -50,6 +50,10 @@ public enum Posix {
         public static let peek = MessageFlags(rawValue: AIRLOCK_MSG_PEEK)
         /// `MSG_WAITALL`: block until the whole buffer is filled (stream sockets).
         public static let waitAll = MessageFlags(rawValue: AIRLOCK_MSG_WAITALL)
+        /// `MSG_TRUNC`: on a datagram or `SOCK_SEQPACKET` socket, `recv` returns the
+        /// packet's real length even when it exceeds the buffer (so a larger packet is
+        /// detected; the rest of it is lost).
+        public static let truncate = MessageFlags(rawValue: AIRLOCK_MSG_TRUNC)
     }
 
     /// `recv`: returns the count received (0 when the peer closed), or `nil` on `EAGAIN`.

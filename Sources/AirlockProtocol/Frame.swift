@@ -20,6 +20,34 @@ public enum ProtocolLimits {
     public static let partialFrameTimeoutSeconds = 10
 }
 
+/// The rules of a frame's header (PROTOCOL.md §2), written once for every reader: the
+/// decoder of whole frames, the stream decoder and the in-place readers of worker packets.
+enum FrameHeaderRules {
+    /// The length prefix (`length`, the bytes after it) is at least 12 and the frame fits
+    /// in `maxFrameSize`; with `frameSize` (a whole frame or packet at hand), the prefix
+    /// also says exactly that size.
+    @inline(__always)
+    static func checkLength(_ length: Int, frameSize: Int? = nil, maxFrameSize: Int) throws(ProtocolError) {
+        if length < 12 {
+            throw ProtocolError.malformed("length \(length) is below the minimum of 12")
+        }
+        if length + 4 > maxFrameSize {
+            throw ProtocolError.oversized(length + 4, limit: maxFrameSize)
+        }
+        if let frameSize, length + 4 != frameSize {
+            throw ProtocolError.malformed("length prefix says \(length + 4) bytes but the frame has \(frameSize)")
+        }
+    }
+
+    /// Only the defined flag bits (`FINAL`) are set.
+    @inline(__always)
+    static func checkFlags(_ rawFlags: UInt16, of type: MessageType) throws(ProtocolError) {
+        if rawFlags & ~FrameFlags.final.rawValue != 0 {
+            throw ProtocolError.malformed("undefined flag bits 0x\(String(rawFlags, radix: 16)) in \(type.wireName)")
+        }
+    }
+}
+
 /// One frame: an operation id, flags and a message.
 public struct Frame: Sendable, Equatable {
     public var operationID: UInt64
@@ -63,23 +91,13 @@ public struct Frame: Sendable, Equatable {
         }
         var r = ByteReader(bytes, range: range)
         let length = Int(try r.u32("length"))
-        if length < 12 {
-            throw ProtocolError.malformed("length \(length) is below the minimum of 12")
-        }
-        if length + 4 > maxFrameSize {
-            throw ProtocolError.oversized(length + 4, limit: maxFrameSize)
-        }
-        if length + 4 != range.count {
-            throw ProtocolError.malformed("length prefix says \(length + 4) bytes but the frame has \(range.count)")
-        }
+        try FrameHeaderRules.checkLength(length, frameSize: range.count, maxFrameSize: maxFrameSize)
         let rawType = try r.u16("type")
         guard let type = MessageType(rawValue: rawType) else {
             throw ProtocolError.malformed("unknown message type 0x\(String(rawType, radix: 16, uppercase: true))")
         }
         let rawFlags = try r.u16("flags")
-        if rawFlags & ~FrameFlags.final.rawValue != 0 {
-            throw ProtocolError.malformed("undefined flag bits 0x\(String(rawFlags, radix: 16)) in \(type.wireName)")
-        }
+        try FrameHeaderRules.checkFlags(rawFlags, of: type)
         let operationID = try r.u64("operationID")
         let message = try Message.decode(type: type, from: &r)
         return Frame(operationID: operationID, flags: FrameFlags(rawValue: rawFlags), message: message)
@@ -202,12 +220,7 @@ public struct FrameDecoder: Sendable {
     public mutating func next() throws(ProtocolError) -> Frame? {
         guard bufferedByteCount >= 4 else { return nil }
         let length = Int(peekLength())
-        if length < 12 {
-            throw ProtocolError.malformed("length \(length) is below the minimum of 12")
-        }
-        if length + 4 > maxFrameSize {
-            throw ProtocolError.oversized(length + 4, limit: maxFrameSize)
-        }
+        try FrameHeaderRules.checkLength(length, maxFrameSize: maxFrameSize)
         guard bufferedByteCount >= length + 4 else { return nil }
         let range = readIndex..<(readIndex + length + 4)
         readIndex += length + 4

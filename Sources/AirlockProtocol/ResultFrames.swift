@@ -17,70 +17,27 @@ public enum ResultFrames {
     /// a result carrying text (the caller decodes those the usual way).
     public static func checkWorkerResult(_ packet: UnsafeRawBufferPointer, maxFrameSize: Int) throws(ProtocolError) -> Checked? {
         guard packet.count >= ProtocolLimits.headerSize,
-              load16(packet, 4) == MessageType.workerResult.rawValue else { return nil }
-        let length = Int(load32(packet, 0))
-        if length < 12 { throw ProtocolError.malformed("length \(length) is below the minimum of 12") }
-        if length + 4 > maxFrameSize { throw ProtocolError.oversized(length + 4, limit: maxFrameSize) }
-        if length + 4 != packet.count {
-            throw ProtocolError.malformed("length prefix says \(length + 4) bytes but the frame has \(packet.count)")
-        }
-        let rawFlags = load16(packet, 6)
-        if rawFlags & ~FrameFlags.final.rawValue != 0 {
-            throw ProtocolError.malformed("undefined flag bits 0x\(String(rawFlags, radix: 16)) in W_RESULT")
-        }
-        var position = ProtocolLimits.headerSize
-        func need(_ count: Int, _ field: StaticString) throws(ProtocolError) {
-            if count > packet.count - position {
-                throw ProtocolError.malformed("truncated field \(field): needs \(count) byte(s), \(packet.count - position) left")
-            }
-        }
-        func optionalString(_ field: StaticString) throws(ProtocolError) {
-            try need(1, field)
-            let presence = packet[position]
-            position += 1
-            switch presence {
-            case 0: return
-            case 1: break
-            default: throw ProtocolError.malformed("field \(field): presence byte must be 0 or 1, got \(presence)")
-            }
-            try need(4, field)
-            let count = Int(load32(packet, position))
-            position += 4
-            try need(count, field)
-            try UTF8Check.check(UnsafeRawBufferPointer(rebasing: packet[position..<(position + count)]), field)
-            position += count
-        }
-        try need(4, "flags")
-        position += 4
-        try optionalString("stream")
-        try need(1, "data.kind")
-        let kind = packet[position]
-        position += 1
+              WireCursor.load16(packet, 4) == MessageType.workerResult.rawValue else { return nil }
+        var r = try WireCursor(frame: packet, type: .workerResult, maxFrameSize: maxFrameSize)
+        _ = try r.u32("flags")
+        _ = try r.optstr("stream")
         var dataByteCount: UInt32 = 0
-        switch kind {
+        switch try r.u8("data.kind") {
         case 0:
             break
         case 1:
             return nil
         case 2:
-            try need(4, "data.binary")
-            dataByteCount = load32(packet, position)
-            position += 4
-            try need(Int(dataByteCount), "data.binary")
-            position += Int(dataByteCount)
+            dataByteCount = UInt32(try r.blob("data.binary").count)
         case 4:
-            try need(4, "data.dword")
-            position += 4
-        default:
+            _ = try r.u32("data.dword")
+        case let kind:
             throw ProtocolError.malformed("field data.kind: unknown WSMAN_DATA kind \(kind)")
         }
-        try optionalString("commandState")
-        try need(4, "exitCode")
-        position += 4
-        if position != packet.count {
-            throw ProtocolError.malformed("W_RESULT: \(packet.count - position) unexpected trailing byte(s)")
-        }
-        return Checked(operationID: load64(packet, 8), dataByteCount: dataByteCount)
+        _ = try r.optstr("commandState")
+        _ = try r.u32("exitCode")
+        try r.expectEnd(.workerResult)
+        return Checked(operationID: WireCursor.load64(packet, 8), dataByteCount: dataByteCount)
     }
 
     /// Overwrites, in place, the type, flags and operation id of the encoded frame that
@@ -123,22 +80,5 @@ public enum ResultFrames {
         tail.u32(exitCode)
         head.patchU32(at: 0, UInt32(head.bytes.count + byteCount + tail.bytes.count - 4))
         return (head.bytes, tail.bytes)
-    }
-
-    // MARK: - Helpers
-
-    @inline(__always)
-    private static func load16(_ buffer: UnsafeRawBufferPointer, _ offset: Int) -> UInt16 {
-        UInt16(littleEndian: buffer.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
-    }
-
-    @inline(__always)
-    private static func load32(_ buffer: UnsafeRawBufferPointer, _ offset: Int) -> UInt32 {
-        UInt32(littleEndian: buffer.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
-    }
-
-    @inline(__always)
-    private static func load64(_ buffer: UnsafeRawBufferPointer, _ offset: Int) -> UInt64 {
-        UInt64(littleEndian: buffer.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
     }
 }

@@ -74,21 +74,11 @@ public struct WorkerRequestPacket {
     /// written in place, never copied.
     public init(packet: UnsafeRawBufferPointer, type: MessageType, maxFrameSize: Int) throws(ProtocolError) {
         assert(WorkerRequestPacket.requestType(of: packet) == type, "\(type.wireName) is not the type of this request packet")
-        let length = Int(WireCursor.load32(packet, 0))
-        if length < 12 { throw ProtocolError.malformed("length \(length) is below the minimum of 12") }
-        if length + 4 > maxFrameSize { throw ProtocolError.oversized(length + 4, limit: maxFrameSize) }
-        if length + 4 != packet.count {
-            throw ProtocolError.malformed("length prefix says \(length + 4) bytes but the frame has \(packet.count)")
-        }
-        let rawFlags = WireCursor.load16(packet, 6)
-        if rawFlags & ~FrameFlags.final.rawValue != 0 {
-            throw ProtocolError.malformed("undefined flag bits 0x\(String(rawFlags, radix: 16)) in \(type.wireName)")
-        }
+        var r = try WireCursor(frame: packet, type: type, maxFrameSize: maxFrameSize)
         self.type = type
         byteCount = packet.count
         operationID = WireCursor.load64(packet, 8)
-        flags = FrameFlags(rawValue: rawFlags)
-        var r = WireCursor(packet: packet, position: ProtocolLimits.headerSize)
+        flags = FrameFlags(rawValue: WireCursor.load16(packet, 6))
         context = try r.context()
         shellID = try r.u64("shellId")
         switch type {
@@ -125,9 +115,7 @@ public struct WorkerRequestPacket {
             commandID = try r.u64("commandId")
             data = try r.data()
         }
-        if r.position != packet.count {
-            throw ProtocolError.malformed("\(type.wireName): \(packet.count - r.position) unexpected trailing byte(s)")
-        }
+        try r.expectEnd(type)
     }
 }
 
@@ -248,6 +236,22 @@ extension WireVariable: WireListElement {
 struct WireCursor {
     let packet: UnsafeRawBufferPointer
     var position: Int
+
+    /// A cursor after the header of `frame`, one whole frame of type `type` (the caller
+    /// read the type), once the header passed ``FrameHeaderRules``.
+    init(frame: UnsafeRawBufferPointer, type: MessageType, maxFrameSize: Int) throws(ProtocolError) {
+        try FrameHeaderRules.checkLength(Int(WireCursor.load32(frame, 0)), frameSize: frame.count, maxFrameSize: maxFrameSize)
+        try FrameHeaderRules.checkFlags(WireCursor.load16(frame, 6), of: type)
+        packet = frame
+        position = ProtocolLimits.headerSize
+    }
+
+    /// Fails unless every byte of a frame of type `type` was read.
+    func expectEnd(_ type: MessageType) throws(ProtocolError) {
+        if position != packet.count {
+            throw ProtocolError.malformed("\(type.wireName): \(packet.count - position) unexpected trailing byte(s)")
+        }
+    }
 
     @inline(__always)
     static func load16(_ buffer: UnsafeRawBufferPointer, _ offset: Int) -> UInt16 {

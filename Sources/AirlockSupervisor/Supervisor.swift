@@ -69,10 +69,8 @@ public final class Supervisor {
     let packetBatch: PacketBatch
     /// Set while ``drainChannel(_:)`` walks ``packetBatch``.
     var drainingChannel = false
-    /// Reused for encoding frames to workers and for decoding their packets (taken out
-    /// while in use, so a nested use simply allocates).
-    var workerFrameScratch: [UInt8] = []
-    var workerPacketScratch: [UInt8] = []
+    /// See ``withScratchBytes(_:)``.
+    private var scratchBytes: [UInt8] = []
     let devNull: FileDescriptor
 
     /// Creates a supervisor. `listeningSocket` is a socket passed by socket activation;
@@ -105,6 +103,18 @@ public final class Supervisor {
 
     deinit {
         readBuffer.deallocate()
+    }
+
+    /// Runs `body` with the supervisor's reused byte array, empty (for frames encoded to
+    /// workers and packets decoded from them: no allocation per frame). It is taken out
+    /// while in use, so a nested use gets a new one; it is kept afterwards unless it grew
+    /// beyond 64 KiB.
+    func withScratchBytes<Result, Failure: Error>(_ body: (inout [UInt8]) throws(Failure) -> Result) throws(Failure) -> Result {
+        var bytes: [UInt8] = []
+        swap(&bytes, &scratchBytes)
+        bytes.removeAll(keepingCapacity: true)
+        defer { if bytes.capacity <= 64 << 10 { scratchBytes = bytes } }
+        return try body(&bytes)
     }
 
     /// Binds the socket (unless inherited), serves until SIGTERM or SIGINT, stops every

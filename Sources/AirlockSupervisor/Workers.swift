@@ -63,12 +63,16 @@ extension Supervisor {
 
     func writeToWorker(_ plugin: PluginRuntime, _ frame: Frame) {
         guard let channel = plugin.channel else { return }
-        // Encoded into one reused buffer: a frame the channel takes at once costs no allocation.
-        var bytes = workerFrameScratch
-        workerFrameScratch = []
-        bytes.removeAll(keepingCapacity: true)
-        frame.encode(into: &bytes)
-        defer { if bytes.capacity <= 64 << 10 { workerFrameScratch = bytes } }
+        // Encoded into the reused buffer: a frame the channel takes at once costs no allocation.
+        withScratchBytes { bytes in
+            frame.encode(into: &bytes)
+            sendOrQueue(bytes, to: plugin, over: channel)
+        }
+    }
+
+    /// Sends an encoded frame to the worker, or queues it (and asks for writability) when
+    /// the channel is full or others wait before it.
+    private func sendOrQueue(_ bytes: [UInt8], to plugin: PluginRuntime, over channel: FileDescriptor) {
         if plugin.pendingWrites.isEmpty {
             do {
                 let sent = try bytes.withUnsafeBytes { buffer throws(SystemCallError) in try Posix.send(channel, buffer, flags: .dontWait) }
@@ -303,8 +307,9 @@ extension Supervisor {
             recycle(plugin, because: "it sent a \(size)-byte frame, above the \(config.maxFrameSize)-byte limit")
             return false
         case .packet:
-            // Results (the bulk of the traffic) are checked in place and relayed
-            // under a rewritten header: one copy, into the client's output.
+            // Results (the bulk of the traffic) are checked in place and relayed under a
+            // header rewritten in place: sent from here when nothing is queued ahead of
+            // them on the client's connection, else copied into its output.
             do {
                 if let checked = try ResultFrames.checkWorkerResult(packet, maxFrameSize: config.maxFrameSize + 4096) {
                     relayWorkerResult(checked, packet: packet, from: plugin)
@@ -316,13 +321,11 @@ extension Supervisor {
             }
             let frame: Frame
             do {
-                // Copied into one reused array (the decoder reads arrays): no allocation.
-                var bytes = workerPacketScratch
-                workerPacketScratch = []
-                bytes.removeAll(keepingCapacity: true)
-                bytes.append(contentsOf: packet)
-                defer { if bytes.capacity <= 64 << 10 { workerPacketScratch = bytes } }
-                frame = try Frame.decode(bytes, maxFrameSize: config.maxFrameSize + 4096)
+                // Copied into the reused buffer (the decoder reads arrays): no allocation.
+                frame = try withScratchBytes { (bytes) throws(ProtocolError) in
+                    bytes.append(contentsOf: packet)
+                    return try Frame.decode(bytes, maxFrameSize: config.maxFrameSize + 4096)
+                }
             } catch {
                 recycle(plugin, because: "it sent a malformed frame (\(error.message))")
                 return false

@@ -296,7 +296,6 @@ extension BlockSpace {
         return (UnsafePointer(storage), count)
     }
 
-
     /// A copy of `units`, a tuple of `UInt16` code units ending with a NUL (a selector name).
     mutating func wide<Units>(units: Units) -> UnsafePointer<UInt16>? {
         guard let storage = reserve(bytes: MemoryLayout<Units>.size, alignment: MemoryLayout<UInt16>.alignment) else { return nil }

@@ -1,6 +1,5 @@
 import AirlockPosix
 import AirlockProtocol
-import CAirlockShims
 import Glibc
 
 /// The worker's end of the channel to the supervisor: file descriptor 3, one end of a
@@ -108,7 +107,7 @@ final class WorkerChannel: Sendable {
         while true {
             let received: Int?
             do throws(SystemCallError) {
-                received = try Posix.receive(fd, into: buffer, flags: WorkerChannel.truncation)
+                received = try Posix.receive(fd, into: buffer, flags: .truncate)
             } catch {
                 if error.errno == .connectionReset { return nil }
                 if error.errno == .badFileDescriptor {
@@ -126,9 +125,6 @@ final class WorkerChannel: Sendable {
             return UnsafeRawBufferPointer(rebasing: buffer[0..<size])
         }
     }
-
-    /// `MSG_TRUNC`: `recv` returns the packet's length even when it exceeds the buffer.
-    private static let truncation = Posix.MessageFlags(rawValue: AIRLOCK_MSG_TRUNC)
 
     /// Decodes one packet as a whole frame; a malformed frame is fatal.
     func decode(_ packet: UnsafeRawBufferPointer, maxFrameSize: Int) -> Frame {

@@ -41,14 +41,10 @@ enum CodecProperties {
     }
 
     static func checkPacket(_ input: [UInt8], maxFrameSize: Int, _ problems: inout [String]) {
-        checkResultRelay(input, maxFrameSize: maxFrameSize, &problems)
-        checkRequestInPlace(input, maxFrameSize: maxFrameSize, &problems)
-        let frame: Frame
-        do {
-            frame = try Frame.decode(input, maxFrameSize: maxFrameSize)
-        } catch {
-            return
-        }
+        let decoded = decodeResult(input, maxFrameSize: maxFrameSize)
+        checkResultRelay(input, decoded: decoded, maxFrameSize: maxFrameSize, &problems)
+        checkRequestInPlace(input, decoded: decoded, maxFrameSize: maxFrameSize, &problems)
+        guard case .success(let frame) = decoded else { return }
         let reencoded = frame.encoded()
         if reencoded != input {
             problems.append("packet: \(frame.message.type.wireName) re-encodes to \(reencoded.count) different bytes")
@@ -61,18 +57,25 @@ enum CodecProperties {
         }
     }
 
+    /// What `Frame.decode` makes of `input`: the reference the in-place readers are held to
+    /// (the checks below take it as `decoded` when the caller has it already).
+    static func decodeResult(_ input: [UInt8], maxFrameSize: Int) -> Result<Frame, ProtocolError> {
+        do throws(ProtocolError) {
+            return .success(try Frame.decode(input, maxFrameSize: maxFrameSize))
+        } catch {
+            return .failure(error)
+        }
+    }
+
     /// 3. `ResultFrames.checkWorkerResult` (the supervisor's in-place check of a
     ///    `W_RESULT` it relays) accepts exactly what `Frame.decode` accepts, with the same
     ///    error code, the same operation id and the data's byte count; it passes (nil) on
     ///    every other type and on text results. `binaryResultParts` around the data is
     ///    the frame `encode` writes.
-    static func checkResultRelay(_ input: [UInt8], maxFrameSize: Int, _ problems: inout [String]) {
-        let decoded: Result<Frame, ProtocolError>
-        do throws(ProtocolError) {
-            decoded = .success(try Frame.decode(input, maxFrameSize: maxFrameSize))
-        } catch {
-            decoded = .failure(error)
-        }
+    static func checkResultRelay(
+        _ input: [UInt8], decoded: Result<Frame, ProtocolError>? = nil, maxFrameSize: Int, _ problems: inout [String]
+    ) {
+        let decoded = decoded ?? decodeResult(input, maxFrameSize: maxFrameSize)
         let checked: Result<ResultFrames.Checked?, ProtocolError> = input.withUnsafeBytes { packet in
             do throws(ProtocolError) {
                 return .success(try ResultFrames.checkWorkerResult(packet, maxFrameSize: maxFrameSize))
@@ -121,13 +124,10 @@ enum CodecProperties {
     ///    accepts exactly the requests `Frame.decode` accepts and reads the same fields;
     ///    it rejects the rest with the same error (code and message), and passes (nil) on
     ///    every other type and on packets shorter than a header.
-    static func checkRequestInPlace(_ input: [UInt8], maxFrameSize: Int, _ problems: inout [String]) {
-        let decoded: Result<Frame, ProtocolError>
-        do throws(ProtocolError) {
-            decoded = .success(try Frame.decode(input, maxFrameSize: maxFrameSize))
-        } catch {
-            decoded = .failure(error)
-        }
+    static func checkRequestInPlace(
+        _ input: [UInt8], decoded: Result<Frame, ProtocolError>? = nil, maxFrameSize: Int, _ problems: inout [String]
+    ) {
+        let decoded = decoded ?? decodeResult(input, maxFrameSize: maxFrameSize)
         let read: Result<Frame?, ProtocolError> = input.withUnsafeBytes { packet in
             do throws(ProtocolError) {
                 return .success(try readInPlace(packet, maxFrameSize: maxFrameSize).map(frame(of:)))

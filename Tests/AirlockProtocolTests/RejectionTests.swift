@@ -276,16 +276,8 @@ import Testing
     @Test func readCapacityStaysBoundedOverALongStream() throws {
         let maxFrameSize = 65_536
         var random = SplitMix64(seed: 42)
-        var stream: [UInt8] = []
-        var expected: [Frame] = []
-        for index in 0..<300 {
-            let size = index % 7 == 0 ? maxFrameSize - 50 : Int(random.next() % 2_000)  // 50: SEND header and fields
-            let frame = Frame(operationID: UInt64(index), message: .send(SendInput(
-                shellID: 1, commandID: 2, stream: "stdin", endOfStream: false,
-                data: (0..<size).map { UInt8(truncatingIfNeeded: $0) })))
-            frame.encode(into: &stream)
-            expected.append(frame)
-        }
+        let (stream, expected) = Self.sendStream(
+            frames: 300, fullSizeEvery: 7, smallBelow: 2_000, maxFrameSize: maxFrameSize, saltedData: false, &random)
         var decoder = FrameDecoder(maxFrameSize: maxFrameSize)
         var frames: [Frame] = []
         var offset = 0
@@ -304,22 +296,15 @@ import Testing
         #expect(largestBuffer <= maxFrameSize + 65_536)
         #expect(!decoder.isMidFrame)
     }
+
     /// Receiving straight into the decoder's storage, in pieces of random sizes and through
     /// requests of random sizes (up to 1 MiB, as the client asks), yields the stream's
     /// frames in order; the storage stays bounded however many receives there are.
     @Test func receiveIntoStorageYieldsTheSameFrames() throws {
         let maxFrameSize = 65_536
         var random = SplitMix64(seed: 7)
-        var stream: [UInt8] = []
-        var expected: [Frame] = []
-        for index in 0..<400 {
-            let size = index % 5 == 0 ? maxFrameSize - 50 : Int(random.next() % 3_000)
-            let frame = Frame(operationID: UInt64(index), message: .send(SendInput(
-                shellID: 1, commandID: 2, stream: "stdin", endOfStream: false,
-                data: (0..<size).map { UInt8(truncatingIfNeeded: $0 &+ index) })))
-            frame.encode(into: &stream)
-            expected.append(frame)
-        }
+        let (stream, expected) = Self.sendStream(
+            frames: 400, fullSizeEvery: 5, smallBelow: 3_000, maxFrameSize: maxFrameSize, saltedData: true, &random)
         var decoder = FrameDecoder(maxFrameSize: maxFrameSize, keptStorage: .max)
         var frames: [Frame] = []
         var offset = 0
@@ -340,5 +325,26 @@ import Testing
         #expect(frames == expected)
         #expect(!decoder.isMidFrame)
         #expect(decoder.bufferedByteCount == 0)
+    }
+
+    /// A byte stream of `frames` SEND frames and the frames themselves: every
+    /// `fullSizeEvery`th as large as `maxFrameSize` allows (50 bytes: the SEND header and
+    /// fields), the others with random data shorter than `smallBelow` bytes (`saltedData`:
+    /// each frame's bytes offset by its index).
+    static func sendStream(
+        frames count: Int, fullSizeEvery: Int, smallBelow: UInt64, maxFrameSize: Int, saltedData: Bool, _ random: inout SplitMix64
+    ) -> (stream: [UInt8], frames: [Frame]) {
+        var stream: [UInt8] = []
+        var frames: [Frame] = []
+        for index in 0..<count {
+            let size = index % fullSizeEvery == 0 ? maxFrameSize - 50 : Int(random.next() % smallBelow)
+            let salt = saltedData ? index : 0
+            let frame = Frame(operationID: UInt64(index), message: .send(SendInput(
+                shellID: 1, commandID: 2, stream: "stdin", endOfStream: false,
+                data: (0..<size).map { UInt8(truncatingIfNeeded: $0 &+ salt) })))
+            frame.encode(into: &stream)
+            frames.append(frame)
+        }
+        return (stream, frames)
     }
 }

@@ -63,7 +63,7 @@ public final class Supervisor {
     /// The delegated cgroup v2 subtree (systemd `Delegate=yes`), when there is one: each
     /// worker then runs in `workers/<plug-in>` with memory.max and pids.max.
     var cgroup: DelegatedCgroup?
-    /// Scratch buffer for socket reads.
+    /// Scratch buffer for reads from client sockets (worker packets arrive in ``packetBatch``).
     var readBuffer: UnsafeMutableRawBufferPointer
     /// Buffers for receiving worker packets in batches (one `recvmmsg` per wake-up).
     let packetBatch: PacketBatch

@@ -252,9 +252,9 @@ final class ConnectionCore: Sendable {
         var handshake: UnsafeContinuation<Result<HelloAck, AirlockError>, Never>?
     }
 
-    private struct Writer {
+    private struct Writer: ~Copyable {
         /// Reused for every frame so encoding does not allocate.
-        var buffer: [UInt8] = []
+        var buffer = ByteWriter(reservingCapacity: 4096)
         /// Set when no more frames may be written.
         var closedReason: AirlockError?
         /// Set by the reader thread when it closes the descriptor.
@@ -279,9 +279,7 @@ final class ConnectionCore: Sendable {
     init(fd: FileDescriptor, socketPath: String) {
         self.fd = fd
         self.socketPath = socketPath
-        var writer = Writer()
-        writer.buffer.reserveCapacity(4096)
-        self.writer = Mutex(writer)
+        self.writer = Mutex(Writer())
     }
 
     /// The largest frame the server accepts, once the handshake is done.
@@ -488,7 +486,7 @@ final class ConnectionCore: Sendable {
         let limit = outgoingFrameLimit.load(ordering: .relaxed)
         return writer.withLock { writer -> AirlockError? in
             if let reason = writer.closedReason { return reason }
-            writer.buffer.removeAll(keepingCapacity: true)
+            writer.buffer.removeAll(keepingCapacity: 1 << 20)
             frame.encode(into: &writer.buffer)
             if writer.buffer.count > limit {
                 return AirlockError(

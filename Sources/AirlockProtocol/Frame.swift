@@ -62,24 +62,27 @@ public struct Frame: Sendable, Equatable {
 
     /// Appends the whole frame, length prefix included, to `bytes`.
     public func encode(into bytes: inout [UInt8]) {
-        var w = ByteWriter(appendingTo: bytes)
-        bytes = []
-        let start = w.bytes.count
+        var w = ByteWriter(reservingCapacity: 256)
+        encode(into: &w)
+        w.withUnsafeBytes { bytes.append(contentsOf: $0) }
+    }
+
+    /// Appends the encoded frame to `writer` (a kept writer encodes without allocating).
+    public func encode(into w: inout ByteWriter) {
+        let start = w.count
         w.u32(0)
         w.u16(message.type.rawValue)
         w.u16(flags.rawValue)
         w.u64(operationID)
         message.encodePayload(to: &w)
-        w.patchU32(at: start, UInt32(w.bytes.count - start - 4))
-        bytes = w.bytes
+        w.patchU32(at: start, UInt32(w.count - start - 4))
     }
 
     /// The encoded frame.
     public func encoded() -> [UInt8] {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(256)  // most frames fit: no reallocation while encoding
-        encode(into: &bytes)
-        return bytes
+        var writer = ByteWriter(reservingCapacity: 256)  // most frames fit: no reallocation while encoding
+        encode(into: &writer)
+        return writer.bytes
     }
 
     /// Decodes exactly one frame occupying `bytes[range]` (one SEQPACKET packet, or a

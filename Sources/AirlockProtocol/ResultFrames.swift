@@ -52,11 +52,9 @@ public enum ResultFrames {
     /// Overwrites the type, flags and operation id of the encoded frame at
     /// `frame[offset...]` (the length prefix and payload stay).
     public static func rewriteHeader(_ frame: inout [UInt8], at offset: Int, type: MessageType, flags: FrameFlags = [], operationID: UInt64) {
-        var w = ByteWriter(reservingCapacity: 12)
-        w.u16(type.rawValue)
-        w.u16(flags.rawValue)
-        w.u64(operationID)
-        for index in 0..<12 { frame[offset + 4 + index] = w.bytes[index] }
+        frame.withUnsafeMutableBytes { raw in
+            rewriteHeader(UnsafeMutableRawBufferPointer(rebasing: raw[offset...]), type: type, flags: flags, operationID: operationID)
+        }
     }
 
     /// The bytes around `byteCount` bytes of binary data in a result frame of type `type`
@@ -78,7 +76,7 @@ public enum ResultFrames {
         var tail = ByteWriter(reservingCapacity: 16)
         tail.optstr(commandState)
         tail.u32(exitCode)
-        head.patchU32(at: 0, UInt32(head.bytes.count + byteCount + tail.bytes.count - 4))
+        head.patchU32(at: 0, UInt32(head.count + byteCount + tail.count - 4))
         return (head.bytes, tail.bytes)
     }
 }

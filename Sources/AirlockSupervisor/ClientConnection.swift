@@ -111,10 +111,10 @@ final class ClientConnection {
 
     var pendingOutput: Int { output.count - outputStart }
 
-    /// Queues a frame; it is written at the end of the current event batch.
-    func enqueue(_ frame: Frame) {
+    /// Queues an encoded frame; it is written at the end of the current event batch.
+    func enqueue(encoded frame: UnsafeRawBufferPointer) {
         startAppending()
-        frame.encode(into: &output)
+        output.append(contentsOf: frame)
         isDirty = true
     }
 

@@ -71,6 +71,9 @@ public final class Supervisor {
     var drainingChannel = false
     /// See ``withScratchBytes(_:)``.
     private var scratchBytes: [UInt8] = []
+    /// Frames to workers and clients are encoded here (see ``encode(_:)``): no allocation
+    /// per frame.
+    private(set) var frameWriter = ByteWriter(reservingCapacity: 64 << 10)
     let devNull: FileDescriptor
 
     /// Creates a supervisor. `listeningSocket` is a socket passed by socket activation;
@@ -105,8 +108,15 @@ public final class Supervisor {
         readBuffer.deallocate()
     }
 
-    /// Runs `body` with the supervisor's reused byte array, empty (for frames encoded to
-    /// workers and packets decoded from them: no allocation per frame). It is taken out
+    /// Encodes `frame` into ``frameWriter``, replacing what it held. Read the bytes with
+    /// `frameWriter.withUnsafeBytes` before anything else encodes.
+    func encode(_ frame: Frame) {
+        frameWriter.removeAll(keepingCapacity: 1 << 20)
+        frame.encode(into: &frameWriter)
+    }
+
+    /// Runs `body` with the supervisor's reused byte array, empty (for packets decoded from
+    /// workers: no allocation per frame). It is taken out
     /// while in use, so a nested use gets a new one; it is kept afterwards unless it grew
     /// beyond 64 KiB.
     func withScratchBytes<Result, Failure: Error>(_ body: (inout [UInt8]) throws(Failure) -> Result) throws(Failure) -> Result {
@@ -484,7 +494,8 @@ public final class Supervisor {
     /// Queues a frame on a connection; it is written at the end of the current batch.
     func queue(_ frame: Frame, on connection: ClientConnection) {
         if !connection.isDirty { dirtyConnections.append(connection) }
-        connection.enqueue(frame)
+        encode(frame)
+        frameWriter.withUnsafeBytes { connection.enqueue(encoded: $0) }
     }
 
     /// Relays a frame received from a worker as it is, under a header rewritten in place

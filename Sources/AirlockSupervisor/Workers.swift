@@ -63,29 +63,26 @@ extension Supervisor {
 
     func writeToWorker(_ plugin: PluginRuntime, _ frame: Frame) {
         guard let channel = plugin.channel else { return }
-        // Encoded into the reused buffer: a frame the channel takes at once costs no allocation.
-        withScratchBytes { bytes in
-            frame.encode(into: &bytes)
-            sendOrQueue(bytes, to: plugin, over: channel)
-        }
-    }
-
-    /// Sends an encoded frame to the worker, or queues it (and asks for writability) when
-    /// the channel is full or others wait before it.
-    private func sendOrQueue(_ bytes: [UInt8], to plugin: PluginRuntime, over channel: FileDescriptor) {
+        // Encoded into the kept writer: a frame the channel takes at once costs no allocation.
+        encode(frame)
+        var outcome: Result<Int?, SystemCallError> = .success(nil)
         if plugin.pendingWrites.isEmpty {
-            do {
-                let sent = try bytes.withUnsafeBytes { buffer throws(SystemCallError) in try Posix.send(channel, buffer, flags: .dontWait) }
-                if sent != nil { return }
-            } catch {
-                recycle(plugin, because: "its channel failed: \(error)")
-                return
+            outcome = frameWriter.withUnsafeBytes { buffer in
+                Result { () throws(SystemCallError) in try Posix.send(channel, buffer, flags: .dontWait) }
             }
         }
-        plugin.pendingWrites.append(bytes)
-        if !plugin.wantsWritable {
-            plugin.wantsWritable = true
-            loop.modify(channel, token: plugin.channelToken, events: [.input, .output])
+        switch outcome {
+        case .success(.some):
+            return
+        case .failure(let error):
+            recycle(plugin, because: "its channel failed: \(error)")
+        case .success(.none):
+            // The channel is full, or frames wait before this one: queue a copy.
+            plugin.pendingWrites.append(frameWriter.bytes)
+            if !plugin.wantsWritable {
+                plugin.wantsWritable = true
+                loop.modify(channel, token: plugin.channelToken, events: [.input, .output])
+            }
         }
     }
 

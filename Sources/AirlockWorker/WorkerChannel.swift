@@ -21,7 +21,9 @@ final class WorkerChannel: Sendable {
     /// Sends one frame. When the supervisor is gone (`EPIPE`, `ECONNRESET`) the process
     /// ends at once: nobody is left to serve.
     func send(_ frame: Frame) {
-        frame.encoded().withUnsafeBytes { send($0, type: frame.message.type) }
+        var writer = ByteWriter(reservingCapacity: 256)
+        frame.encode(into: &writer)
+        writer.withUnsafeBytes { send($0, type: frame.message.type) }
     }
 
     /// Sends one `W_RESULT` whose binary data is the plug-in's own memory: the header, the

@@ -31,4 +31,36 @@ public enum CompletionFrame {
         }
         return size
     }
+
+    /// Reads one `W_COMPLETE` packet in place, with exactly the checks of
+    /// ``Frame/decode(_:range:maxFrameSize:)``. Returns nil when the packet is another
+    /// message type (the caller decodes those the usual way).
+    public static func readWorkerComplete(
+        _ packet: UnsafeRawBufferPointer, maxFrameSize: Int
+    ) throws(ProtocolError) -> (operationID: UInt64, completion: WorkerComplete)? {
+        guard packet.count >= ProtocolLimits.headerSize,
+              WireCursor.load16(packet, 4) == MessageType.workerComplete.rawValue else { return nil }
+        var r = try WireCursor(frame: packet, type: .workerComplete, maxFrameSize: maxFrameSize)
+        let errorCode = try r.u32("errorCode")
+        let information = try r.optstr("extendedInformation")
+        try r.expectEnd(.workerComplete)
+        return (WireCursor.load64(packet, 8), WorkerComplete(errorCode: errorCode, extendedInformation: information?.string))
+    }
+
+    /// Appends an `OPERATION_COMPLETE` with the `FINAL` flag (PROTOCOL.md §5.3) without
+    /// building a ``Message``: byte for byte what ``Frame/encode(into:)-([UInt8])`` writes for
+    /// `.operationComplete(OperationComplete(errorCode:extendedInformation:message:))`.
+    public static func encodeOperationComplete(
+        operationID: UInt64, errorCode: UInt32, extendedInformation: String?, message: String, into w: inout ByteWriter
+    ) {
+        let start = w.count
+        w.u32(0)
+        w.u16(MessageType.operationComplete.rawValue)
+        w.u16(FrameFlags.final.rawValue)
+        w.u64(operationID)
+        w.u32(errorCode)
+        w.optstr(extendedInformation)
+        w.str(message)
+        w.patchU32(at: start, UInt32(w.count - start - 4))
+    }
 }

@@ -218,21 +218,51 @@ public struct FrameDecoder: Sendable {
             | UInt32(buffer[readIndex + 2]) << 16 | UInt32(buffer[readIndex + 3]) << 24
     }
 
-    /// The next complete frame, or nil when more bytes are needed. Throws as soon as a
-    /// length prefix is out of bounds, before the body arrives.
-    public mutating func next() throws(ProtocolError) -> Frame? {
+    /// The size of the next frame (length prefix included) when all of it has arrived,
+    /// else nil. Throws as soon as a length prefix is out of bounds.
+    func completeFrameSize() throws(ProtocolError) -> Int? {
         guard bufferedByteCount >= 4 else { return nil }
         let length = Int(peekLength())
         try FrameHeaderRules.checkLength(length, maxFrameSize: maxFrameSize)
         guard bufferedByteCount >= length + 4 else { return nil }
-        let range = readIndex..<(readIndex + length + 4)
-        readIndex += length + 4
-        let frame = try Frame.decode(buffer, range: range, maxFrameSize: maxFrameSize)
+        return length + 4
+    }
+
+    /// The type field of the next frame (call once ``completeFrameSize()`` found it whole).
+    func peekType() -> UInt16 {
+        UInt16(buffer[readIndex + 4]) | UInt16(buffer[readIndex + 5]) << 8
+    }
+
+    /// Moves past the next `size` bytes (a whole frame), releasing the storage when it
+    /// held more than ``keptStorage`` and everything is decoded.
+    private mutating func consume(_ size: Int) {
+        readIndex += size
         if readIndex == endIndex {
             readIndex = 0
             endIndex = 0
             if buffer.count > keptStorage { buffer = [] }
         }
+    }
+
+    /// The next complete frame, or nil when more bytes are needed. Throws as soon as a
+    /// length prefix is out of bounds, before the body arrives.
+    public mutating func next() throws(ProtocolError) -> Frame? {
+        guard let size = try completeFrameSize() else { return nil }
+        let range = readIndex..<(readIndex + size)
+        let frame = try Frame.decode(buffer, range: range, maxFrameSize: maxFrameSize)
+        consume(size)
         return frame
+    }
+
+    /// Copies the next frame, whose size ``peekFrame()`` returned, into `destination`
+    /// (exactly that size) and moves past it, undecoded: the caller reads it in place.
+    public mutating func takeFrame(into destination: UnsafeMutableRawBufferPointer) {
+        let start = readIndex
+        precondition(destination.count >= 4 && endIndex - start >= destination.count && Int(peekLength()) + 4 == destination.count,
+                     "takeFrame needs the size peekFrame returned")
+        buffer.withUnsafeBytes { storage in
+            destination.copyMemory(from: UnsafeRawBufferPointer(rebasing: storage[start..<(start + destination.count)]))
+        }
+        consume(destination.count)
     }
 }

@@ -413,6 +413,16 @@ public struct RequestContext: Sendable, Equatable {
     }
 
     func encode(to w: inout ByteWriter) {
+        Self.encode(
+            senderName: senderName, authenticationMechanism: authenticationMechanism, resourceURI: resourceURI,
+            locale: locale, dataLocale: dataLocale, timeoutMs: timeoutMs, httpURL: httpURL, to: &w)
+    }
+
+    /// Encodes a context from its fields, without building one.
+    static func encode(
+        senderName: String, authenticationMechanism: String, resourceURI: String, locale: String, dataLocale: String,
+        timeoutMs: UInt32, httpURL: String, to w: inout ByteWriter
+    ) {
         w.str(senderName); w.str(authenticationMechanism); w.str(resourceURI)
         w.str(locale); w.str(dataLocale); w.u32(timeoutMs); w.str(httpURL)
     }

@@ -70,6 +70,9 @@ final class ClientConnection {
     /// True once an operation other than PING/STATUS/LIST_PLUGINS was accepted, or an identity asserted.
     var identityFixed = false
     var state: State = .awaitingHello
+    /// True until the supervisor drops the connection (its socket is then closed): the
+    /// cheap "is it still there" check, instead of a lookup in the connection table.
+    var isOpen = true
     var decoder: FrameDecoder
     let acceptedAt: UInt64
 

@@ -8,8 +8,18 @@ final class EventLoop {
     typealias Handler = (Epoll.Events) -> Void
 
     private let epoll: Epoll
-    private var handlers: [UInt64: Handler] = [:]
-    private var nextToken: UInt64 = 1
+
+    /// One registration: its handler, and the generation that makes its token unique.
+    private struct Slot {
+        var generation: UInt32 = 0
+        var handler: Handler?
+    }
+    /// Registrations by slot index. A token is the slot index in its low 32 bits and the
+    /// slot's generation in the high 32, so an event is dispatched by indexing (no hashing),
+    /// and a stale token, whose slot was reused, finds a different generation.
+    private var slots: [Slot] = []
+    /// Slots free for reuse.
+    private var freeSlots: [Int] = []
 
     private struct Timer {
         var deadline: UInt64
@@ -38,11 +48,30 @@ final class EventLoop {
     /// Starts watching `fd`; returns the token to modify or remove it with.
     @discardableResult
     func register(_ fd: FileDescriptor, events: Epoll.Events, handler: @escaping Handler) throws(SystemCallError) -> UInt64 {
-        let token = nextToken
-        nextToken += 1
-        try epoll.add(fd, events: events, userData: token)
-        handlers[token] = handler
+        let index: Int
+        if let free = freeSlots.popLast() {
+            index = free
+        } else {
+            index = slots.count
+            slots.append(Slot())
+        }
+        slots[index].generation &+= 1
+        let token = UInt64(slots[index].generation) << 32 | UInt64(index)
+        do {
+            try epoll.add(fd, events: events, userData: token)
+        } catch {
+            freeSlots.append(index)
+            throw error
+        }
+        slots[index].handler = handler
         return token
+    }
+
+    /// The handler registered under `token`, unless it was unregistered since.
+    private func handler(_ token: UInt64) -> Handler? {
+        let index = Int(token & 0xFFFF_FFFF)
+        guard index < slots.count, slots[index].generation == UInt32(token >> 32) else { return nil }
+        return slots[index].handler
     }
 
     func modify(_ fd: FileDescriptor, token: UInt64, events: Epoll.Events) {
@@ -52,7 +81,10 @@ final class EventLoop {
     /// Stops watching `fd` (call before closing it).
     func unregister(_ fd: FileDescriptor, token: UInt64) {
         try? epoll.remove(fd)
-        handlers[token] = nil
+        let index = Int(token & 0xFFFF_FFFF)
+        guard index < slots.count, slots[index].generation == UInt32(token >> 32), slots[index].handler != nil else { return }
+        slots[index].handler = nil
+        freeSlots.append(index)
     }
 
     /// Runs `action` once, `delayNanoseconds` from now.
@@ -87,7 +119,7 @@ final class EventLoop {
             }
             now = SystemClock.monotonicNanoseconds()
             for event in ready {
-                handlers[event.userData]?(event.events)
+                handler(event.userData)?(event.events)
             }
             clock = SystemClock.monotonicNanoseconds()
             runDueTimers(now: clock)

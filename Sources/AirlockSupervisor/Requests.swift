@@ -23,19 +23,7 @@ extension Supervisor {
         default:
             break
         }
-        guard op != 0 else {
-            closeWithError(connection, code: WSManError.invalidParameter, message: "\(frame.message.type.wireName) needs a non-zero operation id")
-            return
-        }
-        guard connection.operations[op] == nil else {
-            closeWithError(connection, code: WSManError.invalidParameter, message: "operation id \(op) is already in flight on this connection")
-            return
-        }
-        if connection.operations.count >= maxOperationsPerConnection {
-            complete(connection.id, op, code: WSManError.quotaMaxOperations,
-                     message: "this connection already has \(maxOperationsPerConnection) operations in flight; wait for some to finish")
-            return
-        }
+        guard admitRequest(frame.message.type, op: op, from: connection) else { return }
         switch frame.message {
         case .status, .listPlugins, .assertIdentity: break
         default: connection.identityFixed = true
@@ -75,6 +63,38 @@ extension Supervisor {
     }
 
     var maxOperationsPerConnection: Int { 4096 }
+
+    /// The checks every new request passes (its id, and the connection's limit); answers or
+    /// closes the connection and returns false when one fails.
+    private func admitRequest(_ type: MessageType, op: UInt64, from connection: ClientConnection) -> Bool {
+        guard op != 0 else {
+            closeWithError(connection, code: WSManError.invalidParameter, message: "\(type.wireName) needs a non-zero operation id")
+            return false
+        }
+        guard connection.operations[op] == nil else {
+            closeWithError(connection, code: WSManError.invalidParameter, message: "operation id \(op) is already in flight on this connection")
+            return false
+        }
+        if connection.operations.count >= maxOperationsPerConnection {
+            complete(connection.id, op, code: WSManError.quotaMaxOperations,
+                     message: "this connection already has \(maxOperationsPerConnection) operations in flight; wait for some to finish")
+            return false
+        }
+        return true
+    }
+
+    /// A `SIGNAL` or `RECEIVE` read in place (the hot path: no ``Message`` is built for it
+    /// or for the worker request that forwards it). Exactly what ``handleClientFrame(_:from:)``
+    /// does for the decoded frame.
+    func handleShellRequest(_ request: ShellRequestPacket, from connection: ClientConnection) {
+        let op = request.operationID
+        guard admitRequest(request.kind.requestType, op: op, from: connection) else { return }
+        connection.identityFixed = true
+        let kind: OperationKind = request.kind == .signal ? .signal : .receive
+        guard let prepared = prepareShellOperation(kind, shellID: request.shellID, commandID: request.commandID, timeoutMs: request.timeoutMs, op: op, from: connection) else { return }
+        submit(prepared.plugin, operation: prepared.operation, request: request, shell: prepared.shell, timeoutMs: prepared.route.timeoutMs,
+               route: prepared.route.route, connection: connection)
+    }
 
     private func handleHello(_ frame: Frame, from connection: ClientConnection) {
         guard case .hello(let hello) = frame.message else {
@@ -214,9 +234,12 @@ extension Supervisor {
         return true
     }
 
-    func requestContext(_ peer: PeerIdentity, resourceURI: String, locale: String = "en-US", dataLocale: String = "en-US", timeoutMs: UInt32) -> RequestContext {
+    /// The locale of requests that name none.
+    static let defaultLocale = "en-US"
+
+    func requestContext(_ peer: PeerIdentity, resourceURI: String, locale: String = defaultLocale, dataLocale: String = defaultLocale, timeoutMs: UInt32) -> RequestContext {
         RequestContext(senderName: peer.userName, authenticationMechanism: peer.authenticationMechanism, resourceURI: resourceURI,
-                       locale: locale.isEmpty ? "en-US" : locale, dataLocale: dataLocale.isEmpty ? "en-US" : dataLocale, timeoutMs: timeoutMs,
+                       locale: locale.isEmpty ? Self.defaultLocale : locale, dataLocale: dataLocale.isEmpty ? Self.defaultLocale : dataLocale, timeoutMs: timeoutMs,
                        httpURL: peer.httpURL)
     }
 
@@ -278,14 +301,25 @@ extension Supervisor {
         _ kind: OperationKind, shellID: UInt64, commandID: UInt64, timeoutMs: UInt32, op: UInt64, from connection: ClientConnection,
         _ make: (RequestContext) -> Message
     ) {
-        guard let (shell, plugin) = usableShell(shellID, op: op, from: connection) else { return }
-        guard checkCommand(shell, commandID, op: op, connection: connection) else { return }
-        guard admissible(plugin, op: op, connection: connection) else { return }
+        guard let prepared = prepareShellOperation(kind, shellID: shellID, commandID: commandID, timeoutMs: timeoutMs, op: op, from: connection) else { return }
+        let context = requestContext(connection.peer, resourceURI: prepared.shell.resourceURI, timeoutMs: prepared.route.timeoutMs)
+        submit(prepared.plugin, operation: prepared.operation, message: make(context), route: prepared.route.route, connection: connection)
+    }
+
+    /// Checks an operation on an existing shell (and command) and prepares what forwarding
+    /// it takes; answers the request and returns nil when it cannot go ahead.
+    private func prepareShellOperation(
+        _ kind: OperationKind, shellID: UInt64, commandID: UInt64, timeoutMs: UInt32, op: UInt64, from connection: ClientConnection
+    ) -> (plugin: PluginRuntime, shell: ShellRecord, operation: UInt64, route: (route: Route, timeoutMs: UInt32))? {
+        guard let (shell, plugin) = usableShell(shellID, op: op, from: connection) else { return nil }
+        guard checkCommand(shell, commandID, op: op, connection: connection) else { return nil }
+        guard admissible(plugin, op: op, connection: connection) else { return nil }
         let timeout = timeoutMs != 0 ? timeoutMs : plugin.config.operationTimeoutMs
         let workerOp = plugin.allocateOperationID()
-        submit(plugin, operation: workerOp, message: make(requestContext(connection.peer, resourceURI: shell.resourceURI, timeoutMs: timeout)), route: Route(
+        let route = Route(
             kind: kind, connectionID: connection.id, clientOperationID: op, shellID: shellID, commandID: commandID,
-            startedAt: loop.now, deadline: deadline(timeout), principal: connection.peer.principal), connection: connection)
+            startedAt: loop.now, deadline: deadline(timeout), principal: connection.peer.principal)
+        return (plugin, shell, workerOp, (route, timeout))
     }
 
     private func sendInput(_ request: SendInput, op: UInt64, from connection: ClientConnection) {

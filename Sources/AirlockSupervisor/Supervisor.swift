@@ -73,7 +73,7 @@ public final class Supervisor {
     private var scratchBytes: [UInt8] = []
     /// Frames to workers and clients are encoded here (see ``encode(_:)``): no allocation
     /// per frame.
-    private(set) var frameWriter = ByteWriter(reservingCapacity: 64 << 10)
+    var frameWriter = ByteWriter(reservingCapacity: 64 << 10)
     let devNull: FileDescriptor
 
     /// Creates a supervisor. `listeningSocket` is a socket passed by socket activation;
@@ -375,7 +375,7 @@ public final class Supervisor {
     }
 
     private func connectionEvent(_ connection: ClientConnection, events: Epoll.Events) {
-        guard connections[connection.id] != nil else { return }
+        guard connection.isOpen else { return }
         if events.contains(.output) {
             if !connection.flush() { dropConnection(connection); return }
             updateInterest(connection)
@@ -387,9 +387,13 @@ public final class Supervisor {
         }
     }
 
+    /// `SIGNAL` and `RECEIVE` frames up to this size are read in place (larger ones, rare:
+    /// long stream lists, are decoded the usual way).
+    static let inPlaceRequestLimit = 4096
+
     private func readFrom(_ connection: ClientConnection) {
         var rounds = 0
-        while connections[connection.id] != nil && connection.state != .closing && !connection.readingPaused && rounds < 16 {
+        while connection.isOpen && connection.state != .closing && !connection.readingPaused && rounds < 16 {
             rounds += 1
             let capacity = min(connection.decoder.readCapacity, readBuffer.count)
             let count: Int?
@@ -405,10 +409,26 @@ public final class Supervisor {
                 return
             }
             connection.decoder.append(UnsafeRawBufferPointer(rebasing: readBuffer[0..<count]))
-            do {
-                while let frame = try connection.decoder.next() {
-                    handleClientFrame(frame, from: connection)
-                    if connections[connection.id] == nil || connection.state == .closing { return }
+            do throws(ProtocolError) {
+                while let (type, size) = try connection.decoder.peekFrame() {
+                    if connection.state == .ready && size <= Self.inPlaceRequestLimit, let kind = ShellRequestPacket.kind(ofFrameType: type) {
+                        // SIGNAL and RECEIVE are read in place from a copy on the stack (the
+                        // decoder may be read again while the request is handled).
+                        let malformed = withUnsafeTemporaryAllocation(byteCount: size, alignment: 8) { copy -> ProtocolError? in
+                            connection.decoder.takeFrame(into: copy)
+                            do throws(ProtocolError) {
+                                let request = try ShellRequestPacket(frame: UnsafeRawBufferPointer(copy), kind: kind, maxFrameSize: connection.decoder.maxFrameSize)
+                                handleShellRequest(request, from: connection)
+                                return nil
+                            } catch {
+                                return error
+                            }
+                        }
+                        if let malformed { throw malformed }
+                    } else if let frame = try connection.decoder.next() {
+                        handleClientFrame(frame, from: connection)
+                    }
+                    if !connection.isOpen || connection.state == .closing { return }
                 }
             } catch {
                 closeWithError(connection, code: error.code, message: error.message)
@@ -437,7 +457,8 @@ public final class Supervisor {
     /// Closes the socket; the connection's operations are cancelled and its shells closed
     /// (unless disconnected on purpose).
     func dropConnection(_ connection: ClientConnection) {
-        guard connections.removeValue(forKey: connection.id) != nil else { return }
+        guard connection.isOpen, connections.removeValue(forKey: connection.id) != nil else { return }
+        connection.isOpen = false
         connectionsPerUser[connection.transportUID, default: 1] -= 1
         if connectionsPerUser[connection.transportUID] == 0 { connectionsPerUser[connection.transportUID] = nil }
         loop.unregister(connection.fd, token: connection.token)
@@ -474,7 +495,7 @@ public final class Supervisor {
     }
 
     func updateInterest(_ connection: ClientConnection) {
-        guard connections[connection.id] != nil else { return }
+        guard connection.isOpen else { return }
         let wantsWrite = connection.pendingOutput > 0
         let pauseReading = connection.pendingOutput >= ClientConnection.highWatermark
         if wantsWrite != connection.wantsWritable || pauseReading != connection.readingPaused {
@@ -493,8 +514,13 @@ public final class Supervisor {
 
     /// Queues a frame on a connection; it is written at the end of the current batch.
     func queue(_ frame: Frame, on connection: ClientConnection) {
-        if !connection.isDirty { dirtyConnections.append(connection) }
         encode(frame)
+        queueEncoded(on: connection)
+    }
+
+    /// Queues the frame in ``frameWriter`` on a connection.
+    func queueEncoded(on connection: ClientConnection) {
+        if !connection.isDirty { dirtyConnections.append(connection) }
         frameWriter.withUnsafeBytes { connection.enqueue(encoded: $0) }
     }
 
@@ -515,7 +541,7 @@ public final class Supervisor {
             dirty.removeAll(keepingCapacity: true)
             flushingConnections = dirty
         }
-        for connection in dirty where connection.isDirty && connections[connection.id] === connection {
+        for connection in dirty where connection.isDirty && connection.isOpen {
             if !connection.flush() {
                 dropConnection(connection)
                 continue
@@ -531,21 +557,32 @@ public final class Supervisor {
 
     /// Sends a frame to a client connection (if it is still there).
     func send(_ frame: Frame, to connectionID: UInt64) {
-        guard connectionID != 0, let connection = connections[connectionID], connection.state != .closing else { return }
+        guard connectionID != 0, let connection = connections[connectionID] else { return }
+        send(frame, to: connection)
+    }
+
+    /// Sends a frame to a client connection unless it is closing.
+    func send(_ frame: Frame, to connection: ClientConnection) {
+        guard connection.isOpen, connection.state != .closing else { return }
         queue(frame, on: connection)
     }
 
     /// Completes a client operation with an error or success, with Airlock's message.
     func complete(_ connectionID: UInt64, _ operationID: UInt64, code: UInt32, extendedInformation: String? = nil, message: String) {
-        if let connection = connections[connectionID] { connection.operations[operationID] = nil }
+        let connection = connectionID == 0 ? nil : connections[connectionID]
+        connection?.operations[operationID] = nil
         if code != 0 && !message.isEmpty {
             logger.log(level: code == WSManError.pluginFailed ? .notice : .info, "operation failed: \(message)", metadata: [
                 "operation_id": .stringConvertible(operationID), "wsman_error": .string(WSManError.name(code)),
                 "connection_id": .stringConvertible(connectionID),
             ])
         }
-        send(Frame(operationID: operationID, flags: .final, message: .operationComplete(
-            OperationComplete(errorCode: code, extendedInformation: extendedInformation, message: message))), to: connectionID)
+        guard let connection, connection.isOpen, connection.state != .closing else { return }
+        // Written straight into the frame writer: no Message for the commonest answer.
+        frameWriter.removeAll(keepingCapacity: 1 << 20)
+        CompletionFrame.encodeOperationComplete(
+            operationID: operationID, errorCode: code, extendedInformation: extendedInformation, message: message, into: &frameWriter)
+        queueEncoded(on: connection)
     }
 }
 

@@ -21,22 +21,7 @@ extension Supervisor {
 
     /// Sends a request to the plug-in's worker, starting the worker when needed.
     func submit(_ plugin: PluginRuntime, operation: UInt64, message: Message, route: Route, connection: ClientConnection?) {
-        if case .quarantined(let until) = plugin.state {
-            let seconds = (until &- SystemClock.monotonicNanoseconds()) / 1_000_000_000
-            complete(route.connectionID, route.clientOperationID, code: WSManError.pluginFailed,
-                     message: "plug-in '\(plugin.name)' is quarantined after \(plugin.crashTimes.count) crashes in \(plugin.config.restartIntervalSec) s (last: \(plugin.lastExit ?? "unknown")); it accepts operations again in \(seconds) s or after `airlockctl restart \(plugin.name)`")
-            dropRouteEffects(plugin, route)
-            return
-        }
-        if plugin.state == .stopping {
-            complete(route.connectionID, route.clientOperationID, code: WSManError.shutdownInProgress,
-                     message: "plug-in '\(plugin.name)' is shutting down; retry in a moment")
-            dropRouteEffects(plugin, route)
-            return
-        }
-        plugin.routes[operation] = route
-        connection?.operations[route.clientOperationID] = OperationKey(plugin: plugin.name, workerOperationID: operation)
-        plugin.lastActivity = loop.now
+        guard register(plugin, operation: operation, route: route, connection: connection) else { return }
         if plugin.state == .running {
             writeToWorker(plugin, Frame(operationID: operation, message: message))
         } else {
@@ -45,6 +30,50 @@ extension Supervisor {
         }
         // A new shell belongs to the worker generation that will serve it.
         if route.kind == .shell { shells[route.shellID]?.generation = plugin.generation }
+    }
+
+    /// Forwards a `SIGNAL` or `RECEIVE` read in place: the worker request is written
+    /// straight into the frame writer from the client's bytes.
+    func submit(
+        _ plugin: PluginRuntime, operation: UInt64, request: ShellRequestPacket, shell: ShellRecord, timeoutMs: UInt32, route: Route,
+        connection: ClientConnection
+    ) {
+        guard register(plugin, operation: operation, route: route, connection: connection) else { return }
+        if plugin.state == .running {
+            guard plugin.channel != nil else { return }
+            frameWriter.removeAll(keepingCapacity: 1 << 20)
+            request.encodeWorkerRequest(
+                operationID: operation, senderName: connection.peer.userName, authenticationMechanism: connection.peer.authenticationMechanism,
+                resourceURI: shell.resourceURI, locale: Self.defaultLocale, dataLocale: Self.defaultLocale, timeoutMs: timeoutMs,
+                httpURL: connection.peer.httpURL, into: &frameWriter)
+            sendEncodedToWorker(plugin)
+        } else {
+            let context = requestContext(connection.peer, resourceURI: shell.resourceURI, timeoutMs: timeoutMs)
+            plugin.queued.append(QueuedRequest(workerOperationID: operation, message: request.workerMessage(context: context)))
+            ensureWorker(plugin)
+        }
+    }
+
+    /// Records a route for a request about to be submitted; answers the request and returns
+    /// false when the plug-in takes no requests now (quarantined, or shutting down).
+    private func register(_ plugin: PluginRuntime, operation: UInt64, route: Route, connection: ClientConnection?) -> Bool {
+        if case .quarantined(let until) = plugin.state {
+            let seconds = (until &- SystemClock.monotonicNanoseconds()) / 1_000_000_000
+            complete(route.connectionID, route.clientOperationID, code: WSManError.pluginFailed,
+                     message: "plug-in '\(plugin.name)' is quarantined after \(plugin.crashTimes.count) crashes in \(plugin.config.restartIntervalSec) s (last: \(plugin.lastExit ?? "unknown")); it accepts operations again in \(seconds) s or after `airlockctl restart \(plugin.name)`")
+            dropRouteEffects(plugin, route)
+            return false
+        }
+        if plugin.state == .stopping {
+            complete(route.connectionID, route.clientOperationID, code: WSManError.shutdownInProgress,
+                     message: "plug-in '\(plugin.name)' is shutting down; retry in a moment")
+            dropRouteEffects(plugin, route)
+            return false
+        }
+        plugin.routes[operation] = route
+        connection?.operations[route.clientOperationID] = OperationKey(plugin: plugin.name, workerOperationID: operation)
+        plugin.lastActivity = loop.now
+        return true
     }
 
     /// Undoes what a route held when it ends without reaching the worker.
@@ -62,9 +91,16 @@ extension Supervisor {
     }
 
     func writeToWorker(_ plugin: PluginRuntime, _ frame: Frame) {
-        guard let channel = plugin.channel else { return }
+        guard plugin.channel != nil else { return }
         // Encoded into the kept writer: a frame the channel takes at once costs no allocation.
         encode(frame)
+        sendEncodedToWorker(plugin)
+    }
+
+    /// Sends the frame in ``frameWriter`` to the worker, or queues a copy of it (and asks
+    /// for writability) when the channel is full or others wait before it.
+    private func sendEncodedToWorker(_ plugin: PluginRuntime) {
+        guard let channel = plugin.channel else { return }
         var outcome: Result<Int?, SystemCallError> = .success(nil)
         if plugin.pendingWrites.isEmpty {
             outcome = frameWriter.withUnsafeBytes { buffer in
@@ -307,9 +343,14 @@ extension Supervisor {
             // Results (the bulk of the traffic) are checked in place and relayed under a
             // header rewritten in place: sent from here when nothing is queued ahead of
             // them on the client's connection, else copied into its output.
+            // Completions (one per operation) are read in place too.
             do {
                 if let checked = try ResultFrames.checkWorkerResult(packet, maxFrameSize: config.maxFrameSize + 4096) {
                     relayWorkerResult(checked, packet: packet, from: plugin)
+                    return true
+                }
+                if let (op, completion) = try CompletionFrame.readWorkerComplete(packet, maxFrameSize: config.maxFrameSize + 4096) {
+                    workerCompleted(plugin, operation: op, completion)
                     return true
                 }
             } catch {
@@ -379,8 +420,7 @@ extension Supervisor {
                 queue(Frame(operationID: clientOperationID, message: .receiveResult(result)), on: connection)
             }
         case .workerComplete(let completion):
-            guard let route = plugin.routes.removeValue(forKey: op) else { return nonsense(plugin, frame) }
-            operationCompleted(plugin, operation: op, route: route, completion)
+            workerCompleted(plugin, operation: op, completion)
         case .workerBreach(let message):
             let key = String(message.prefix(80))
             if plugin.reportedBreaches.insert(key).inserted {
@@ -410,12 +450,21 @@ extension Supervisor {
         }
     }
 
+    /// A `W_COMPLETE`: ends its operation, or recycles the worker when no such operation is
+    /// in flight.
+    private func workerCompleted(_ plugin: PluginRuntime, operation op: UInt64, _ completion: WorkerComplete) {
+        guard let route = plugin.routes.removeValue(forKey: op) else {
+            return nonsense(plugin, .workerComplete, operation: op)
+        }
+        operationCompleted(plugin, operation: op, route: route, completion)
+    }
+
     /// A checked `W_RESULT` (not text): relayed to the client as `RECEIVE_RESULT` with the
     /// payload bytes as they are, or its credit returned when nobody receives it.
     private func relayWorkerResult(_ checked: ResultFrames.Checked, packet: UnsafeRawBufferPointer, from plugin: PluginRuntime) {
         let op = checked.operationID
         guard let route = plugin.routes[op], route.kind == .receive else {
-            return recycle(plugin, because: "it sent an unexpected W_RESULT frame for operation \(op) (the worker channel is untrusted; a plug-in may have written to it)")
+            return nonsense(plugin, .workerResult, operation: op)
         }
         forwardResult(plugin, operation: op, route: route, creditBytes: checked.dataByteCount) { connection, clientOperationID in
             // The packet sits in airlockd's own receive buffer: its header is rewritten there.
@@ -453,7 +502,11 @@ extension Supervisor {
     }
 
     private func nonsense(_ plugin: PluginRuntime, _ frame: Frame) {
-        recycle(plugin, because: "it sent an unexpected \(frame.message.type.wireName) frame for operation \(frame.operationID) (the worker channel is untrusted; a plug-in may have written to it)")
+        nonsense(plugin, frame.message.type, operation: frame.operationID)
+    }
+
+    private func nonsense(_ plugin: PluginRuntime, _ type: MessageType, operation: UInt64) {
+        recycle(plugin, because: "it sent an unexpected \(type.wireName) frame for operation \(operation) (the worker channel is untrusted; a plug-in may have written to it)")
     }
 
     private func workerReady(_ plugin: PluginRuntime, _ ready: WorkerReady) {

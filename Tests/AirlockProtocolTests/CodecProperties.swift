@@ -14,8 +14,10 @@ import AirlockProtocol
 ///    larger than `readCapacity`, it yields the same frames and the same error; every
 ///    frame re-encodes to exactly the bytes it was cut from; and the buffered bytes plus
 ///    `readCapacity` never exceed `maxFrameSize + 64 KiB`.
-/// 3. and 4. The in-place readers, `ResultFrames.checkWorkerResult` (the supervisor's) and
-///    `WorkerRequestPacket` (the worker's), agree with `Frame.decode` (see each check).
+/// 3. to 5. The in-place readers, `ResultFrames.checkWorkerResult`, `ShellRequestPacket` and
+///    `CompletionFrame.readWorkerComplete` (the supervisor's) and `WorkerRequestPacket` (the
+///    worker's), agree with `Frame.decode`, and the in-place writers with `encode` (see each
+///    check).
 ///
 /// Nothing here may trap on any input; a trap is a bug in the codec.
 enum CodecProperties {
@@ -44,6 +46,7 @@ enum CodecProperties {
         let decoded = decodeResult(input, maxFrameSize: maxFrameSize)
         checkResultRelay(input, decoded: decoded, maxFrameSize: maxFrameSize, &problems)
         checkRequestInPlace(input, decoded: decoded, maxFrameSize: maxFrameSize, &problems)
+        checkSupervisorInPlace(input, decoded: decoded, maxFrameSize: maxFrameSize, &problems)
         guard case .success(let frame) = decoded else { return }
         let reencoded = frame.encoded()
         if reencoded != input {
@@ -149,6 +152,103 @@ enum CodecProperties {
             problems.append("in place: WorkerRequestPacket rejected a \(frame.message.type.wireName) that decode accepts: \(error)")
         case (.failure(let expected), .failure(let error)):
             if expected != error { problems.append("in place: WorkerRequestPacket's error \(error) differs from decode's \(expected)") }
+        }
+    }
+
+    /// 5. airlockd's in-place readers and writers: `ShellRequestPacket` (a client `SIGNAL`
+    ///    or `RECEIVE`) and `CompletionFrame.readWorkerComplete` (a worker's `W_COMPLETE`)
+    ///    accept exactly what `Frame.decode` accepts, read the same fields and reject the
+    ///    rest with the same error (code and message); the worker request a client request
+    ///    is forwarded as, and an `OPERATION_COMPLETE` written directly, are byte for byte
+    ///    what `encode` writes.
+    static func checkSupervisorInPlace(
+        _ input: [UInt8], decoded: Result<Frame, ProtocolError>? = nil, maxFrameSize: Int, _ problems: inout [String]
+    ) {
+        let decoded = decoded ?? decodeResult(input, maxFrameSize: maxFrameSize)
+        if case .success(let frame) = decoded, case .operationComplete(let complete) = frame.message, frame.flags == .final {
+            var w = ByteWriter()
+            CompletionFrame.encodeOperationComplete(
+                operationID: frame.operationID, errorCode: complete.errorCode, extendedInformation: complete.extendedInformation,
+                message: complete.message, into: &w)
+            if w.bytes != input { problems.append("supervisor: encodeOperationComplete differs from encode") }
+        }
+        guard input.count >= ProtocolLimits.headerSize else { return }
+        let rawType = UInt16(input[4]) | UInt16(input[5]) << 8
+        if let kind = ShellRequestPacket.kind(ofFrameType: rawType) {
+            let context = RequestContext(
+                senderName: "alice", authenticationMechanism: "UnixPeerCredentials", resourceURI: "http://schemas.example/shell",
+                locale: "en-US", dataLocale: "de-DE", timeoutMs: 1234, httpURL: "https://gateway.example/wsman")
+            let read: Result<(operationID: UInt64, shellID: UInt64, commandID: UInt64, timeoutMs: UInt32, forwarded: [UInt8]), ProtocolError> =
+                input.withUnsafeBytes { packet in
+                    do throws(ProtocolError) {
+                        let request = try ShellRequestPacket(frame: packet, kind: kind, maxFrameSize: maxFrameSize)
+                        var w = ByteWriter()
+                        request.encodeWorkerRequest(
+                            operationID: 77, senderName: context.senderName, authenticationMechanism: context.authenticationMechanism,
+                            resourceURI: context.resourceURI, locale: context.locale, dataLocale: context.dataLocale,
+                            timeoutMs: context.timeoutMs, httpURL: context.httpURL, into: &w)
+                        return .success((request.operationID, request.shellID, request.commandID, request.timeoutMs, w.bytes))
+                    } catch {
+                        return .failure(error)
+                    }
+                }
+            switch (decoded, read) {
+            case (.success(let frame), .success(let read)):
+                let expected: Message
+                switch frame.message {
+                case .signal(let m):
+                    guard (m.shellID, m.commandID, m.timeoutMs) == (read.shellID, read.commandID, read.timeoutMs) else {
+                        problems.append("supervisor: ShellRequestPacket read other fields than decode for SIGNAL")
+                        return
+                    }
+                    expected = .workerSignal(WorkerSignal(context: context, shellID: m.shellID, commandID: m.commandID, code: m.code))
+                case .receive(let m):
+                    guard (m.shellID, m.commandID, m.timeoutMs) == (read.shellID, read.commandID, read.timeoutMs) else {
+                        problems.append("supervisor: ShellRequestPacket read other fields than decode for RECEIVE")
+                        return
+                    }
+                    expected = .workerReceive(WorkerReceive(context: context, shellID: m.shellID, commandID: m.commandID, streams: m.streams))
+                default:
+                    problems.append("supervisor: ShellRequestPacket accepted a \(frame.message.type.wireName)")
+                    return
+                }
+                if read.operationID != frame.operationID { problems.append("supervisor: ShellRequestPacket read another operation id") }
+                if read.forwarded != Frame(operationID: 77, message: expected).encoded() {
+                    problems.append("supervisor: the forwarded \(expected.type.wireName) differs from encode")
+                }
+            case (.failure(let error), .success):
+                problems.append("supervisor: ShellRequestPacket accepted a request that decode rejects: \(error)")
+            case (.success(let frame), .failure(let error)):
+                problems.append("supervisor: ShellRequestPacket rejected a \(frame.message.type.wireName) that decode accepts: \(error)")
+            case (.failure(let expected), .failure(let error)):
+                if expected != error { problems.append("supervisor: ShellRequestPacket's error \(error) differs from decode's \(expected)") }
+            }
+        }
+        if rawType == MessageType.workerComplete.rawValue {
+            let read: Result<Frame?, ProtocolError> = input.withUnsafeBytes { packet in
+                do throws(ProtocolError) {
+                    return .success(try CompletionFrame.readWorkerComplete(packet, maxFrameSize: maxFrameSize).map {
+                        Frame(operationID: $0.operationID, message: .workerComplete($0.completion))
+                    })
+                } catch {
+                    return .failure(error)
+                }
+            }
+            switch (decoded, read) {
+            case (.success(let frame), .success(let read?)):
+                // The flags are not part of what readWorkerComplete reports.
+                if read.operationID != frame.operationID || read.message != frame.message {
+                    problems.append("supervisor: readWorkerComplete read \(read), decode \(frame)")
+                }
+            case (_, .success(nil)):
+                problems.append("supervisor: readWorkerComplete passed on a W_COMPLETE")
+            case (.failure(let error), .success):
+                problems.append("supervisor: readWorkerComplete accepted a W_COMPLETE that decode rejects: \(error)")
+            case (.success, .failure(let error)):
+                problems.append("supervisor: readWorkerComplete rejected a W_COMPLETE that decode accepts: \(error)")
+            case (.failure(let expected), .failure(let error)):
+                if expected != error { problems.append("supervisor: readWorkerComplete's error \(error) differs from decode's \(expected)") }
+            }
         }
     }
 

@@ -124,3 +124,47 @@ import Testing
         }
     }
 }
+
+/// The supervisor's kept frame writer and the in-place request path, beyond the property
+/// checks every golden and mutated vector goes through (CodecProperties 5).
+@Suite struct SupervisorFastPathTests {
+    @Test func byteWriterGrowsKeepsAndReleasesItsMemory() {
+        var w = ByteWriter(reservingCapacity: 16)
+        let long = String(repeating: "é", count: 5_000)
+        w.str(long)
+        w.u64(0x0102_0304_0506_0708)
+        #expect(w.count == 4 + 10_000 + 8)
+        #expect(w.bytes.prefix(4) == [0x10, 0x27, 0, 0])
+        #expect(w.bytes.suffix(8) == [8, 7, 6, 5, 4, 3, 2, 1])
+        w.removeAll(keepingCapacity: 64)
+        #expect(w.count == 0)
+        w.str("ok")
+        #expect(w.bytes == [2, 0, 0, 0, 0x6F, 0x6B])
+    }
+
+    @Test func aSignalIsForwardedAsTheWorkerSignalEncodeWrites() throws {
+        let signal = Frame(operationID: 9, message: .signal(SignalRequest(
+            shellID: 3, commandID: 4, timeoutMs: 60_000, code: "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/signal/ctrl_c"))).encoded()
+        var decoder = FrameDecoder(maxFrameSize: 65_536)
+        decoder.append(signal + signal.prefix(7))
+        let peeked = try #require(try decoder.peekFrame())
+        #expect(peeked.type == MessageType.signal.rawValue && peeked.size == signal.count)
+        let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: peeked.size, alignment: 8)
+        defer { copy.deallocate() }
+        decoder.takeFrame(into: copy)
+        #expect(decoder.bufferedByteCount == 7 && decoder.isMidFrame)
+        let request = try ShellRequestPacket(frame: UnsafeRawBufferPointer(copy), kind: .signal, maxFrameSize: 65_536)
+        #expect(request.operationID == 9 && request.shellID == 3 && request.commandID == 4 && request.timeoutMs == 60_000)
+        var w = ByteWriter()
+        request.encodeWorkerRequest(
+            operationID: 21, senderName: "bob", authenticationMechanism: "Basic", resourceURI: "http://x/y", locale: "en-US",
+            dataLocale: "en-US", timeoutMs: 60_000, httpURL: "", into: &w)
+        let context = RequestContext(senderName: "bob", authenticationMechanism: "Basic", resourceURI: "http://x/y", timeoutMs: 60_000)
+        #expect(w.bytes == Frame(operationID: 21, message: request.workerMessage(context: context)).encoded())
+        guard case .workerSignal(let forwarded) = request.workerMessage(context: context) else {
+            Issue.record("not a W_SIGNAL")
+            return
+        }
+        #expect(forwarded.code.hasSuffix("ctrl_c"))
+    }
+}

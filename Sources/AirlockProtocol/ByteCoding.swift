@@ -32,14 +32,22 @@ public struct ByteWriter: ~Copyable, @unchecked Sendable {
         try body(UnsafeRawBufferPointer(start: base, count: written))
     }
 
-    /// Forgets what was written, keeping the memory (at most `keepingCapacity` bytes of it).
+    /// Forgets what was written, keeping the memory unless it is larger than
+    /// `keepingCapacity` bytes (it is then replaced by a small block).
     public mutating func removeAll(keepingCapacity limit: Int = .max) {
         written = 0
         if capacity > limit {
             base.deallocate()
-            capacity = max(limit, 16)
+            capacity = min(max(limit, 16), 256)
             base = .allocate(byteCount: capacity, alignment: 16)
         }
+    }
+
+    /// Removes the first `count` bytes, moving the rest to the front.
+    public mutating func removeFirst(_ count: Int) {
+        precondition(count >= 0 && count <= written, "removeFirst beyond the written bytes")
+        if count < written { base.copyMemory(from: base + count, byteCount: written - count) }
+        written -= count
     }
 
     /// Makes room for `extra` more bytes.

@@ -77,7 +77,7 @@ final class ClientConnection {
     let acceptedAt: UInt64
 
     /// Bytes waiting to be written, from `outputStart` on.
-    var output: [UInt8] = []
+    var output = ByteWriter(reservingCapacity: 16)
     var outputStart = 0
     var wantsWritable = false
     var readingPaused = false
@@ -117,7 +117,7 @@ final class ClientConnection {
     /// Queues an encoded frame; it is written at the end of the current event batch.
     func enqueue(encoded frame: UnsafeRawBufferPointer) {
         startAppending()
-        output.append(contentsOf: frame)
+        output.append(frame)
         isDirty = true
     }
 
@@ -137,7 +137,7 @@ final class ClientConnection {
         }
         if written < frame.count {
             startAppending()
-            output.append(contentsOf: UnsafeRawBufferPointer(rebasing: frame[written...]))
+            output.append(UnsafeRawBufferPointer(rebasing: frame[written...]))
         }
         isDirty = true
     }
@@ -146,7 +146,7 @@ final class ClientConnection {
     /// up to ``keptOutputCapacity``.
     private func startAppending() {
         if outputStart > 0 && outputStart == output.count {
-            output.removeAll(keepingCapacity: output.capacity <= Self.keptOutputCapacity)
+            output.removeAll(keepingCapacity: Self.keptOutputCapacity)
             outputStart = 0
         }
     }
@@ -168,12 +168,12 @@ final class ClientConnection {
             outputStart += written
         }
         if outputStart == output.count {
-            output.removeAll(keepingCapacity: output.capacity <= Self.keptOutputCapacity)
+            output.removeAll(keepingCapacity: Self.keptOutputCapacity)
             outputStart = 0
         } else if outputStart > 1 << 20 && outputStart >= output.count - outputStart {
             // Compact once the written part is at least as large as what is left, so
             // each byte is moved at most once on average.
-            output.removeSubrange(0..<outputStart)
+            output.removeFirst(outputStart)
             outputStart = 0
         }
         return true

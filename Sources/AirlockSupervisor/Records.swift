@@ -61,6 +61,9 @@ struct QueuedRequest {
 final class ShellRecord {
     let id: UInt64
     let plugin: String
+    /// The plug-in's runtime when the shell was created (a shell is usable only while that
+    /// runtime is still registered and its worker generation is the shell's).
+    let runtime: PluginRuntime
     let resourceURI: String
     let ownerUID: UInt32
     let ownerName: String
@@ -81,9 +84,10 @@ final class ShellRecord {
     var sendQueues: [String: [QueuedSend]] = [:]
     var busySendKeys: Set<String> = []
 
-    init(id: UInt64, plugin: String, resourceURI: String, owner: PeerIdentity, generation: UInt64, workerOperationID: UInt64, attachedConnection: UInt64) {
+    init(id: UInt64, runtime: PluginRuntime, resourceURI: String, owner: PeerIdentity, generation: UInt64, workerOperationID: UInt64, attachedConnection: UInt64) {
         self.id = id
-        self.plugin = plugin
+        self.plugin = runtime.name
+        self.runtime = runtime
         self.resourceURI = resourceURI
         self.ownerUID = owner.uid
         self.ownerName = owner.accessName
@@ -138,6 +142,8 @@ enum WorkerState: Equatable {
 /// A registered plug-in and its (at most one) worker process.
 final class PluginRuntime {
     var config: PluginConfiguration
+    /// False once the supervisor dropped the plug-in from its table (a reload removed it).
+    var isRegistered = true
     var state: WorkerState = .idle
     var generation: UInt64 = 0
 

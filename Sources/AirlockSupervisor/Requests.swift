@@ -181,7 +181,7 @@ extension Supervisor {
         let shellID = nextShellID
         nextShellID += 1
         let workerOp = plugin.allocateOperationID()
-        let shell = ShellRecord(id: shellID, plugin: plugin.name, resourceURI: resourceURI, owner: connection.peer,
+        let shell = ShellRecord(id: shellID, runtime: plugin, resourceURI: resourceURI, owner: connection.peer,
                                 generation: plugin.generation, workerOperationID: workerOp, attachedConnection: connection.id)
         shells[shellID] = shell
         plugin.shells.insert(shellID)
@@ -250,10 +250,11 @@ extension Supervisor {
     /// Looks up a shell the connection's user may use; answers the request and returns
     /// nil otherwise.
     private func usableShell(_ shellID: UInt64, op: UInt64, from connection: ClientConnection, allowAdmin: Bool = false) -> (ShellRecord, PluginRuntime)? {
-        guard let shell = shells[shellID], let plugin = plugins[shell.plugin], shell.generation == plugin.generation else {
+        guard let shell = shells[shellID], shell.runtime.isRegistered, shell.generation == shell.runtime.generation else {
             complete(connection.id, op, code: WSManError.invalidSelectors, message: "shell \(shellID) does not exist (it was closed, or never created)")
             return nil
         }
+        let plugin = shell.runtime
         guard shell.ownerPrincipal == connection.peer.principal || (allowAdmin && isAdmin(connection.peer)) else {
             complete(connection.id, op, code: WSManError.accessDenied, message: "shell \(shellID) belongs to another user")
             return nil
@@ -502,7 +503,7 @@ extension Supervisor {
             if let plugin = plugins[name] {
                 plugin.config.enabled = false
                 stopWorker(plugin, reason: WSManShutdownReason.service, why: "removed from the configuration")
-                if plugin.pid == 0 { plugins[name] = nil }
+                if plugin.pid == 0 { unregister(plugin) }
             }
         }
         for pluginConfig in newConfig.plugins {

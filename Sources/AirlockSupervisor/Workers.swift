@@ -832,9 +832,16 @@ extension Supervisor {
         plugin.shells.removeAll()
         plugin.state = .idle
         finishStopWaiters(plugin)
-        if !plugin.config.enabled && !pluginOrder.contains(plugin.name) { plugins[plugin.name] = nil }
+        if !plugin.config.enabled && !pluginOrder.contains(plugin.name) { unregister(plugin) }
         if crashed { countCrash(plugin) }
         if stopping { checkStopped() }
+    }
+
+    /// Drops a plug-in from the table (a reload removed it and its worker is gone).
+    func unregister(_ plugin: PluginRuntime) {
+        guard plugins[plugin.name] === plugin else { return }
+        plugins[plugin.name] = nil
+        plugin.isRegistered = false
     }
 
     private func finishStopWaiters(_ plugin: PluginRuntime) {

@@ -45,13 +45,26 @@ enum Waiter {
     /// A thread blocked in ``ConnectionCore/performBlocking(_:shellID:commandID:)``.
     case thread(BlockingWaiter)
     /// A `RECEIVE`, whose results are yielded as they arrive.
-    case stream(AsyncThrowingStream<OutputChunk, any Error>.Continuation)
+    case stream(StreamSink)
 
     var isAttached: Bool {
         switch self {
         case .unattached, .cancelledUnattached: false
         case .task, .thread, .stream: true
         }
+    }
+}
+
+/// The continuation of a `RECEIVE`'s stream, in a box: `AsyncThrowingStream.Continuation`
+/// is a resilient type of the standard library, whose size is known only at run time. Held
+/// directly, it made ``Waiter`` and ``PendingOperation`` types of run-time layout, so every
+/// copy, test and destruction of them (several per operation, in the operations table) went
+/// through generic value witnesses; a class reference has a fixed layout.
+final class StreamSink: Sendable {
+    let continuation: AsyncThrowingStream<OutputChunk, any Error>.Continuation
+
+    init(_ continuation: AsyncThrowingStream<OutputChunk, any Error>.Continuation) {
+        self.continuation = continuation
     }
 }
 
@@ -251,7 +264,7 @@ final class ConnectionCore: Sendable {
     }
 
     private struct State {
-        var operations: [UInt64: PendingOperation] = [:]
+        var operations = OperationTable()
         var shells: [UInt64: EndMonitor] = [:]
         var commands: [CommandKey: EndMonitor] = [:]
         /// Set once the connection is unusable; every later request fails with it.
@@ -466,7 +479,7 @@ final class ConnectionCore: Sendable {
         let request = message.type
         let refused: AirlockError? = state.withLock { state in
             if let failure = state.failure { return failure }
-            state.operations[id] = PendingOperation(waiter: .stream(continuation), request: request, shellID: shellID, commandID: commandID)
+            state.operations[id] = PendingOperation(waiter: .stream(StreamSink(continuation)), request: request, shellID: shellID, commandID: commandID)
             return nil
         }
         if let refused {
@@ -766,8 +779,8 @@ final class ConnectionCore: Sendable {
         switch frame.message {
         case .receiveResult(let result):
             let continuation: AsyncThrowingStream<OutputChunk, any Error>.Continuation? = state.withLock { state in
-                guard case .stream(let continuation) = state.operations[id]?.waiter else { return nil }
-                return continuation
+                guard case .stream(let sink) = state.operations[id]?.waiter else { return nil }
+                return sink.continuation
             }
             continuation?.yield(OutputChunk(result))
             return nil
@@ -846,12 +859,7 @@ final class ConnectionCore: Sendable {
     }
 
     private static func removeOperations(from state: inout State, where matches: (PendingOperation) -> Bool) -> [PendingOperation] {
-        var removed: [PendingOperation] = []
-        for (id, operation) in state.operations where operation.waiter.isAttached && matches(operation) {
-            removed.append(operation)
-            state.operations[id] = nil
-        }
-        return removed
+        state.operations.removeAll { $0.waiter.isAttached && matches($0) }
     }
 
     // MARK: - Completion
@@ -871,7 +879,8 @@ final class ConnectionCore: Sendable {
             continuation.resume(returning: answer)
         case .thread(let blocked):
             blocked.deliver(answer)
-        case .stream(let continuation):
+        case .stream(let sink):
+            let continuation = sink.continuation
             switch answer {
             case .failure(let error):
                 continuation.finish(throwing: error)

@@ -224,8 +224,13 @@ public final class AirlockConnection: Sendable {
     /// - Parameters:
     ///   - commandID: the command, or 0 for the shell itself.
     public func signalBlocking(shellID: UInt64, commandID: UInt64, code: SignalCode, timeout: Duration? = nil) throws(AirlockError) {
-        let message = Message.signal(SignalRequest(shellID: shellID, commandID: commandID, timeoutMs: milliseconds(timeout), code: code.uri))
-        _ = try core.performBlocking(message, shellID: shellID, commandID: commandID).get()
+        // Encoded straight into the connection's writer (no Message), and answered in place.
+        let uri = code.uri
+        let timeoutMs = milliseconds(timeout)
+        let failure = core.performBlockingCompletion(request: .signal, shellID: shellID, commandID: commandID) { writer, id in
+            ClientFrames.encodeSignal(into: &writer, operationID: id, shellID: shellID, commandID: commandID, timeoutMs: timeoutMs, code: uri)
+        }
+        if let failure { throw failure }
     }
 
     // MARK: - Helpers

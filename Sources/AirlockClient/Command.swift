@@ -37,9 +37,13 @@ public final class Command: Sendable {
     /// must fit in one frame (``AirlockConnection/server``'s `maxFrameSize` minus about 64
     /// bytes). Never call it from async code.
     public func sendBlocking(_ data: [UInt8], stream: String = "stdin", endOfStream: Bool = false, timeout: Duration? = nil) throws(AirlockError) {
-        let message = Message.send(SendInput(
-            shellID: shell.id, commandID: id, timeoutMs: milliseconds(timeout), stream: stream, endOfStream: endOfStream, data: data))
-        _ = try shell.connection.core.performBlocking(message, shellID: shell.id, commandID: id).get()
+        let (shellID, commandID, timeoutMs) = (shell.id, id, milliseconds(timeout))
+        let failure = shell.connection.core.performBlockingCompletion(request: .send, shellID: shellID, commandID: commandID) { writer, operationID in
+            ClientFrames.encodeSend(
+                into: &writer, operationID: operationID, shellID: shellID, commandID: commandID, timeoutMs: timeoutMs,
+                stream: stream, endOfStream: endOfStream, data: data)
+        }
+        if let failure { throw failure }
     }
 
     /// The most bytes ``sendBlocking(_:stream:endOfStream:timeout:)`` takes at once.

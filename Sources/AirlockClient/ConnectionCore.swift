@@ -45,13 +45,26 @@ enum Waiter {
     /// A thread blocked in ``ConnectionCore/performBlocking(_:shellID:commandID:)``.
     case thread(BlockingWaiter)
     /// A `RECEIVE`, whose results are yielded as they arrive.
-    case stream(AsyncThrowingStream<OutputChunk, any Error>.Continuation)
+    case stream(StreamSink)
 
     var isAttached: Bool {
         switch self {
         case .unattached, .cancelledUnattached: false
         case .task, .thread, .stream: true
         }
+    }
+}
+
+/// The continuation of a `RECEIVE`'s stream, in a box: `AsyncThrowingStream.Continuation`
+/// is a resilient type of the standard library, whose size is known only at run time. Held
+/// directly, it made ``Waiter`` and ``PendingOperation`` types of run-time layout, so every
+/// copy, test and destruction of them (several per operation, in the operations table) went
+/// through generic value witnesses; a class reference has a fixed layout.
+final class StreamSink: Sendable {
+    let continuation: AsyncThrowingStream<OutputChunk, any Error>.Continuation
+
+    init(_ continuation: AsyncThrowingStream<OutputChunk, any Error>.Continuation) {
+        self.continuation = continuation
     }
 }
 
@@ -171,7 +184,7 @@ final class ReadSide: @unchecked Sendable {
 
     /// Empties `list` (keeping its capacity) and keeps it for the next receive.
     func returnFrameList(_ list: inout [Frame]) {
-        list.removeAll(keepingCapacity: true)
+        if !list.isEmpty { list.removeAll(keepingCapacity: true) }
         swap(&list, &fields.pointee.frameList)
     }
 
@@ -185,21 +198,28 @@ final class ReadSide: @unchecked Sendable {
         set { fields.pointee.ending = newValue }
     }
 
-    /// Takes the socket for a blocking caller when nobody reads; false otherwise.
+    /// Takes the socket for a blocking caller when nobody reads; false otherwise. When
+    /// another blocking caller reads, the reader thread is asked to take the socket back as
+    /// soon as that caller gives it up (it may give it up before this caller's answer came).
     func takeForCaller() -> Bool {
         parking.lock()
         defer { parking.unlock() }
-        guard owner == .free else { return false }
+        guard owner == .free else {
+            if owner == .caller { wake = true }
+            return false
+        }
         owner = .caller
         return true
     }
 
     /// A blocking caller gives the socket back; `wakeReader` makes the reader thread read
-    /// again at once (other operations are in flight, or the connection ended).
+    /// again at once (other operations are in flight, or the connection ended). So does a
+    /// wake-up asked for while the caller read (``wakeReader()``, or another blocking caller
+    /// in ``takeForCaller()``): the parked reader thread could not take the socket then.
     func releaseFromCaller(wakeReader: Bool) {
         parking.lock()
         owner = .free
-        if wakeReader {
+        if wakeReader || wake {
             wake = true
             parking.signal()
         }
@@ -244,12 +264,16 @@ final class ConnectionCore: Sendable {
     }
 
     private struct State {
-        var operations: [UInt64: PendingOperation] = [:]
+        var operations = OperationTable()
         var shells: [UInt64: EndMonitor] = [:]
         var commands: [CommandKey: EndMonitor] = [:]
         /// Set once the connection is unusable; every later request fails with it.
         var failure: AirlockError?
         var handshake: UnsafeContinuation<Result<HelloAck, AirlockError>, Never>?
+        /// A waiter kept for the next blocking call (callers at the same time make their
+        /// own). Here rather than behind a lock of its own: it is taken in the same critical
+        /// section that registers the operation, and given back in the one that ends it.
+        var idleWaiter: BlockingWaiter?
     }
 
     private struct Writer: ~Copyable {
@@ -267,8 +291,6 @@ final class ConnectionCore: Sendable {
     private let writer: Mutex<Writer>
     private let nextOperationID = Atomic<UInt64>(1)
     private let outgoingFrameLimit = Atomic<Int>(ProtocolLimits.handshakeMaxFrameSize)
-    /// A waiter kept for the next blocking call (callers at the same time make their own).
-    private let idleWaiter = Mutex<BlockingWaiter?>(nil)
     private let readSide = ReadSide()
     /// Set when the last frame routed answered a blocking caller (the reader may park).
     private let answeredBlockingCaller = Atomic<Bool>(false)
@@ -366,27 +388,72 @@ final class ConnectionCore: Sendable {
     /// Like ``perform(_:shellID:commandID:)`` but blocks the calling thread. Never call it
     /// from a Swift concurrency pool thread.
     func performBlocking(_ message: Message, shellID: UInt64 = 0, commandID: UInt64 = 0) -> Answer {
-        let waiter = idleWaiter.withLock { $0.take() } ?? BlockingWaiter()
-        let id = allocateOperationID()
-        let request = message.type
-        let refused: AirlockError? = state.withLock { state in
-            if let failure = state.failure { return failure }
-            state.operations[id] = PendingOperation(waiter: .thread(waiter), request: request, shellID: shellID, commandID: commandID)
-            return nil
+        let answer = performBlocking(request: message.type, shellID: shellID, commandID: commandID, completesInPlace: false) { writer, id in
+            Frame(operationID: id, message: message).encode(into: &writer)
         }
-        if let refused { return .failure(refused) }
+        // Without completesInPlace every answer comes as an Answer.
+        return answer ?? .success(.operationComplete(OperationComplete(errorCode: WSManError.noError)))
+    }
+
+    /// A blocking request whose successful answer carries nothing the caller reads (a
+    /// `SIGNAL`, a `SEND`): `encodeFrame` appends the whole request frame, given its
+    /// operation id, to the empty writer (see ``ClientFrames``). Returns nil when the
+    /// operation succeeded, or why it failed, exactly as
+    /// ``performBlocking(_:shellID:commandID:)`` would have.
+    ///
+    /// When this thread reads its own answer and it is an `OPERATION_COMPLETE` without an
+    /// error, the answer is checked in place in the decoder and the operation ends there:
+    /// no ``Frame``, ``Message`` or ``Answer`` is made, and nothing is handed over through
+    /// the waiter.
+    func performBlockingCompletion(
+        request: MessageType, shellID: UInt64, commandID: UInt64, encodeFrame: (inout ByteWriter, UInt64) -> Void
+    ) -> AirlockError? {
+        switch performBlocking(request: request, shellID: shellID, commandID: commandID, completesInPlace: true, encodeFrame: encodeFrame) {
+        case nil, .success?: nil
+        case .failure(let error)?: error
+        }
+    }
+
+    /// The blocking call of ``performBlocking(_:shellID:commandID:)`` and
+    /// ``performBlockingCompletion(request:shellID:commandID:encodeFrame:)``: registers the
+    /// operation, sends the frame `encodeFrame` writes, and either reads the socket itself
+    /// (when the reader thread is parked, see ``ReadSide``) or waits for the reader thread
+    /// to hand it the answer. Returns nil only when `completesInPlace` and the answer was a
+    /// successful `OPERATION_COMPLETE` taken in place.
+    private func performBlocking(
+        request: MessageType, shellID: UInt64, commandID: UInt64, completesInPlace: Bool,
+        encodeFrame: (inout ByteWriter, UInt64) -> Void
+    ) -> Answer? {
+        let id = allocateOperationID()
+        // One critical section takes the kept waiter and registers the operation. (A new
+        // waiter is made inside it only when another blocking call holds the kept one.)
+        let (registered, refused) = state.withLock { state -> (BlockingWaiter?, AirlockError?) in
+            if let failure = state.failure { return (nil, failure) }
+            let waiter = state.idleWaiter.take() ?? BlockingWaiter()
+            state.operations[id] = PendingOperation(waiter: .thread(waiter), request: request, shellID: shellID, commandID: commandID)
+            return (waiter, nil)
+        }
+        guard let waiter = registered else { return .failure(refused!) }
         let readsItself = readSide.takeForCaller()
-        if let error = write(Frame(operationID: id, message: message)) {
+        if let error = writeFrame(request, { encodeFrame(&$0, id) }) {
             complete(id, with: .failure(error))
         }
         if readsItself {
             // The reader thread is parked: read and route frames here until ours is answered.
             var ended = false
+            var own = OwnAnswer(operationID: completesInPlace ? id : 0, waiter: waiter)
             while !waiter.semaphore.tryWait() {
-                if readAndRoute() != nil {
+                if readAndRoute(own: &own) != nil {
                     ended = true
                     break
                 }
+                if own.taken { break }
+            }
+            if own.taken {
+                // Answered in place: the operation left the table and the waiter went back
+                // to it in the same critical section (it is not touched again here).
+                readSide.releaseFromCaller(wakeReader: ended || own.othersInFlight)
+                return nil
             }
             let othersInFlight = state.withLock { !$0.operations.isEmpty }
             readSide.releaseFromCaller(wakeReader: ended || othersInFlight)
@@ -396,7 +463,7 @@ final class ConnectionCore: Sendable {
             waiter.semaphore.wait()
         }
         let answer = waiter.takeAnswer()
-        idleWaiter.withLock { if $0 == nil { $0 = waiter } }
+        state.withLock { if $0.idleWaiter == nil { $0.idleWaiter = waiter } }
         return answer
     }
 
@@ -412,7 +479,7 @@ final class ConnectionCore: Sendable {
         let request = message.type
         let refused: AirlockError? = state.withLock { state in
             if let failure = state.failure { return failure }
-            state.operations[id] = PendingOperation(waiter: .stream(continuation), request: request, shellID: shellID, commandID: commandID)
+            state.operations[id] = PendingOperation(waiter: .stream(StreamSink(continuation)), request: request, shellID: shellID, commandID: commandID)
             return nil
         }
         if let refused {
@@ -483,15 +550,21 @@ final class ConnectionCore: Sendable {
     /// Encodes and sends one frame whole. Returns why it could not be sent, if so; a failed
     /// send shuts the socket down, so the reader fails every operation in flight.
     func write(_ frame: Frame) -> AirlockError? {
+        writeFrame(frame.message.type) { frame.encode(into: &$0) }
+    }
+
+    /// Sends the frame of type `type` that `encode` appends to the (empty) kept writer, as
+    /// ``write(_:)`` does.
+    private func writeFrame(_ type: MessageType, _ encode: (inout ByteWriter) -> Void) -> AirlockError? {
         let limit = outgoingFrameLimit.load(ordering: .relaxed)
         return writer.withLock { writer -> AirlockError? in
             if let reason = writer.closedReason { return reason }
             writer.buffer.removeAll(keepingCapacity: 1 << 20)
-            frame.encode(into: &writer.buffer)
+            encode(&writer.buffer)
             if writer.buffer.count > limit {
                 return AirlockError(
                     code: WSManError.maxEnvelopeSizeExceeded,
-                    message: "a \(frame.message.type.wireName) request of \(writer.buffer.count) bytes exceeds the maximum frame size of \(limit) bytes that airlockd accepts")
+                    message: "a \(type.wireName) request of \(writer.buffer.count) bytes exceeds the maximum frame size of \(limit) bytes that airlockd accepts")
             }
             let failure: SystemCallError? = writer.buffer.withUnsafeBytes { bytes -> SystemCallError? in
                 var offset = 0
@@ -567,10 +640,31 @@ final class ConnectionCore: Sendable {
         }
     }
 
+    /// What a blocking caller reading its own answer learns from ``readAndRoute(own:)``.
+    private struct OwnAnswer {
+        /// The caller's operation, whose successful `OPERATION_COMPLETE` is taken in place;
+        /// 0 for none.
+        let operationID: UInt64
+        /// The caller's waiter, given back to the connection when the answer is taken.
+        let waiter: BlockingWaiter?
+        /// Set when the answer was taken in place and the operation ended with it.
+        var taken = false
+        /// Whether other operations were in flight when it ended.
+        var othersInFlight = false
+    }
+
+    /// ``readAndRoute(own:)`` for the reader thread.
+    private func readAndRoute() -> AirlockError? {
+        var none = OwnAnswer(operationID: 0, waiter: nil)
+        return readAndRoute(own: &none)
+    }
+
     /// Receives once (blocking) and routes every complete frame; by the thread that owns
     /// the reading side. Returns (and records in the read side) why the connection must
-    /// end, if it must.
-    private func readAndRoute() -> AirlockError? {
+    /// end, if it must. A successful `OPERATION_COMPLETE` for `own.operationID` is checked
+    /// in place and ends that operation in its turn among the frames, without being decoded
+    /// (see ``FrameDecoder/takeSuccessfulCompletion(of:)``).
+    private func readAndRoute(own: inout OwnAnswer) -> AirlockError? {
         let read = readSide
         if let ending = read.ending { return ending }
         let capacity = read.receiveSize
@@ -617,8 +711,16 @@ final class ConnectionCore: Sendable {
         // queued, instead of being woken again for each one while the next is decoded.
         var frames = read.takeFrameList()
         var malformed: ProtocolError?
-        do {
-            while let frame = try read.decoder.next() {
+        // Where the caller's own answer, taken in place, comes among the frames (-1: not
+        // in this receive).
+        var ownIndex = -1
+        do throws(ProtocolError) {
+            while true {
+                if own.operationID != 0 && ownIndex < 0 && read.decoder.takeSuccessfulCompletion(of: own.operationID) {
+                    ownIndex = frames.count
+                    continue
+                }
+                guard let frame = try read.decoder.next() else { break }
                 if case .helloAck(let ack) = frame.message, !read.handshakeDone {
                     read.decoder.maxFrameSize = Int(ack.maxFrameSize)
                     read.handshakeDone = true
@@ -629,14 +731,33 @@ final class ConnectionCore: Sendable {
             malformed = error
         }
         var ending: AirlockError?
-        for frame in frames {
-            ending = route(frame)
+        for index in frames.indices {
+            if index == ownIndex { takeOwnAnswer(&own) }
+            ending = route(frames[index])
             if ending != nil { break }
         }
+        if ending == nil && ownIndex == frames.count { takeOwnAnswer(&own) }
         read.returnFrameList(&frames)
         if ending == nil, let malformed { ending = .protocolViolation(malformed, socketPath: socketPath) }
         if let ending { read.ending = ending }
         return ending
+    }
+
+    /// Ends the caller's own operation with the successful answer taken in place, unless
+    /// something ended it already (a failure of the connection, a `SHELL_CLOSED` routed
+    /// before): that delivered its answer through the waiter, which the caller then takes.
+    private func takeOwnAnswer(_ own: inout OwnAnswer) {
+        let id = own.operationID
+        let waiter = own.waiter
+        let othersInFlight: Bool? = state.withLock { state in
+            guard state.operations.removeValue(forKey: id) != nil else { return nil }
+            if state.idleWaiter == nil { state.idleWaiter = waiter }
+            return !state.operations.isEmpty
+        }
+        guard let othersInFlight else { return }
+        answeredBlockingCaller.store(true, ordering: .relaxed)
+        own.taken = true
+        own.othersInFlight = othersInFlight
     }
 
     /// Routes one frame; returns an error when the connection must end.
@@ -658,8 +779,8 @@ final class ConnectionCore: Sendable {
         switch frame.message {
         case .receiveResult(let result):
             let continuation: AsyncThrowingStream<OutputChunk, any Error>.Continuation? = state.withLock { state in
-                guard case .stream(let continuation) = state.operations[id]?.waiter else { return nil }
-                return continuation
+                guard case .stream(let sink) = state.operations[id]?.waiter else { return nil }
+                return sink.continuation
             }
             continuation?.yield(OutputChunk(result))
             return nil
@@ -738,12 +859,7 @@ final class ConnectionCore: Sendable {
     }
 
     private static func removeOperations(from state: inout State, where matches: (PendingOperation) -> Bool) -> [PendingOperation] {
-        var removed: [PendingOperation] = []
-        for (id, operation) in state.operations where operation.waiter.isAttached && matches(operation) {
-            removed.append(operation)
-            state.operations[id] = nil
-        }
-        return removed
+        state.operations.removeAll { $0.waiter.isAttached && matches($0) }
     }
 
     // MARK: - Completion
@@ -763,7 +879,8 @@ final class ConnectionCore: Sendable {
             continuation.resume(returning: answer)
         case .thread(let blocked):
             blocked.deliver(answer)
-        case .stream(let continuation):
+        case .stream(let sink):
+            let continuation = sink.continuation
             switch answer {
             case .failure(let error):
                 continuation.finish(throwing: error)

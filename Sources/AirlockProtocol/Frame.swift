@@ -118,10 +118,11 @@ public struct FrameDecoder: Sendable {
     /// Storage of up to this many bytes is kept once everything is decoded (more is freed).
     public var keptStorage: Int
     /// Bytes `readIndex..<endIndex` are received and not yet decoded; bytes from `endIndex`
-    /// on are space for the next receive.
-    private var buffer: [UInt8] = []
-    private var readIndex = 0
-    private var endIndex = 0
+    /// on are space for the next receive. (Internal, not private: the in-place reader of
+    /// ClientFastPath.swift takes frames from here too.)
+    var buffer: [UInt8] = []
+    var readIndex = 0
+    var endIndex = 0
 
     /// A decoder of frames of at most `maxFrameSize` bytes that keeps up to `keptStorage`
     /// bytes of storage between frames.

@@ -60,6 +60,18 @@ public final class PacketBatch {
         return UnsafeRawBufferPointer(start: buffers[index], count: Swift.min(sizes[index], capacity))
     }
 
+    fileprivate func receiveOne(_ fd: FileDescriptor, flags: Int32) -> Int {
+        let received = Glibc.recv(fd.rawValue, buffers[0], capacity, flags | AIRLOCK_MSG_TRUNC)
+        if received >= 0 {
+            sizes[0] = received
+            truncated[0] = received > capacity ? 1 : 0
+            count = 1
+        } else {
+            count = 0
+        }
+        return received
+    }
+
     fileprivate func receive(_ fd: FileDescriptor, flags: Int32) -> Int32 {
         let received = airlock_receive_packets(fd.rawValue, buffers, capacity, UInt32(slots), sizes, truncated, flags)
         count = received > 0 ? Int(received) : 0
@@ -75,5 +87,15 @@ extension Posix {
     public static func receivePackets(_ fd: FileDescriptor, into batch: PacketBatch, flags: MessageFlags = []) throws(SystemCallError) -> Int? {
         guard let received = try retryingInterruptsUnlessWouldBlock("recvmmsg", batch.receive(fd, flags: flags.rawValue)) else { return nil }
         return Int(received)
+    }
+
+    /// `recv` of one packet into the batch's first slot (`MSG_TRUNC`: a larger packet is
+    /// reported as truncated). Cheaper than ``receivePackets(_:into:flags:)`` when one packet
+    /// is all that is expected. Returns 1 (read it with ``PacketBatch/result(_:)`` and
+    /// ``PacketBatch/bytes(_:)``), or `nil` when the descriptor is non-blocking and nothing
+    /// is queued.
+    public static func receivePacket(_ fd: FileDescriptor, into batch: PacketBatch, flags: MessageFlags = []) throws(SystemCallError) -> Int? {
+        guard try retryingInterruptsUnlessWouldBlock("recv", batch.receiveOne(fd, flags: flags.rawValue)) != nil else { return nil }
+        return 1
     }
 }

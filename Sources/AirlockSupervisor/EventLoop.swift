@@ -121,8 +121,9 @@ final class EventLoop {
             for event in ready {
                 handler(event.userData)?(event.events)
             }
-            // The batch's handlers are short: its clock serves the timers too.
-            clock = now
+            // Read again, not `now`: handlers stamp times with the clock too, and a deadline
+            // check must never see a time older than one stamped in the batch.
+            clock = SystemClock.monotonicNanoseconds()
             runDueTimers(now: clock)
             if clock >= nextTick {
                 nextTick = clock &+ tickInterval

@@ -51,6 +51,47 @@ struct Route {
     var principal: UInt64
 }
 
+extension Route {
+    /// True while the worker owes an answer: every call, and a shell or command until its
+    /// context is reported (its deadline is then cleared).
+    var awaitsAnswer: Bool { (kind != .shell && kind != .command) || deadline != 0 }
+}
+
+/// A worker's routes by operation id, counting those that await an answer (so the channel
+/// reader knows, without walking the table, whether more packets are on their way).
+struct RouteTable: Sequence {
+    private var routes: [UInt64: Route] = [:]
+    /// Routes whose ``Route/awaitsAnswer`` is true.
+    private(set) var awaitingAnswer = 0
+
+    subscript(operation: UInt64) -> Route? {
+        get { routes[operation] }
+        set {
+            let old = newValue.map { routes.updateValue($0, forKey: operation) } ?? routes.removeValue(forKey: operation)
+            if old?.awaitsAnswer == true { awaitingAnswer -= 1 }
+            if newValue?.awaitsAnswer == true { awaitingAnswer += 1 }
+        }
+    }
+
+    @discardableResult
+    mutating func removeValue(forKey operation: UInt64) -> Route? {
+        let old = routes.removeValue(forKey: operation)
+        if old?.awaitsAnswer == true { awaitingAnswer -= 1 }
+        return old
+    }
+
+    mutating func removeAll() {
+        routes.removeAll()
+        awaitingAnswer = 0
+    }
+
+    var count: Int { routes.count }
+    var isEmpty: Bool { routes.isEmpty }
+    var values: Dictionary<UInt64, Route>.Values { routes.values }
+
+    func makeIterator() -> Dictionary<UInt64, Route>.Iterator { routes.makeIterator() }
+}
+
 /// A request waiting for its worker to become ready.
 struct QueuedRequest {
     var workerOperationID: UInt64
@@ -157,7 +198,7 @@ final class PluginRuntime {
     var readyAt: UInt64 = 0
     var pendingWrites: [[UInt8]] = []
     var wantsWritable = false
-    var routes: [UInt64: Route] = [:]
+    var routes = RouteTable()
     var queued: [QueuedRequest] = []
     var nextOperationID: UInt64 = 1
     var shells: Set<UInt64> = []

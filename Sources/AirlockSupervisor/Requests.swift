@@ -219,9 +219,9 @@ extension Supervisor {
     /// returns false when one is exceeded.
     private func admissible(_ plugin: PluginRuntime, op: UInt64, connection: ClientConnection) -> Bool {
         let quotas = plugin.config.quotas
-        // Fast path: with fewer routes than the smallest limit no quota can be reached.
-        if plugin.routes.count < min(quotas.maxConcurrentOperations, quotas.maxConcurrentOperationsPerUser) { return true }
-        let active = plugin.routes.values.filter { $0.kind != .shell && $0.kind != .command || $0.deadline != 0 }
+        // Fast path: with fewer operations in flight than the smallest limit no quota can be reached.
+        if plugin.routes.awaitingAnswer < min(quotas.maxConcurrentOperations, quotas.maxConcurrentOperationsPerUser) { return true }
+        let active = plugin.routes.values.filter(\.awaitsAnswer)
         if active.count >= quotas.maxConcurrentOperations {
             complete(connection.id, op, code: WSManError.quotaMaxOperations, message: "plug-in '\(plugin.name)' already has \(active.count) operations in flight, its MaxConcurrentOperations quota; retry later")
             return false

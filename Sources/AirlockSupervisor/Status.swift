@@ -84,7 +84,7 @@ extension Supervisor {
             var quarantinedUntil: Double?
             if case .quarantined(let until) = plugin.state { quarantinedUntil = Double(until &- now) / 1e9 }
             let commands = plugin.shells.reduce(0) { $0 + (shells[$1]?.commands.count ?? 0) }
-            let inFlight = plugin.routes.values.filter { ($0.kind != .shell && $0.kind != .command) || $0.deadline != 0 }.count
+            let inFlight = plugin.routes.values.filter(\.awaitsAnswer).count
             workers.append(StatusDocument.Worker(
                 plugin: name, library: plugin.config.library, pid: plugin.pid, state: plugin.state.name,
                 uptimeSeconds: plugin.pid == 0 ? nil : Double(now &- plugin.startedAt) / 1e9, restarts: plugin.restarts, lastExit: plugin.lastExit,

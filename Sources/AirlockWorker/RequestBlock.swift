@@ -51,7 +51,7 @@ enum OperationKind: UInt8, Sendable {
 struct RequestBlock {
     /// The block's start, which is also the `WSMAN_PLUGIN_REQUEST` (the plug-in's key).
     var request: UnsafeMutablePointer<WSMAN_PLUGIN_REQUEST>
-    /// Its size in bytes.
+    /// The bytes of memory it has (at least what its layout uses).
     var size: Int
     /// The entry point's `flags` argument.
     var flags: UInt32 = 0
@@ -71,26 +71,27 @@ struct RequestBlock {
     var dataLocale: UnsafePointer<UInt16>?
     var dataLocaleLength: Int = 0
 
-    /// Lays out `request` in one heap block (`malloc`): the `WSMAN_PLUGIN_REQUEST`, the
-    /// sender details, the operation information (selectors ShellId/CommandId and the
-    /// options), the kind's parameters and every string (UTF-16LE, NUL-terminated), read
-    /// straight from the packet. `shutdownNotification` is FALSE; `shutdownNotificationHandle`
-    /// is set with ``setCancelEvent(_:)``. Free it with ``free()``.
-    static func make(_ request: borrowing WorkerRequestPacket, kind: OperationKind) -> RequestBlock {
-        let size = allocationSize(request, kind: kind)
-        guard let base = malloc(size) else {
-            WorkerChannel.shared.fatal("out of memory allocating a \(size)-byte request block")
-        }
-        var arena = BlockArena(base: base, capacity: size)
+    /// Lays out `request` in the `capacity` bytes at `base` (at least
+    /// ``requiredSize(_:kind:)``): the `WSMAN_PLUGIN_REQUEST`, the sender details, the
+    /// operation information (selectors ShellId/CommandId and the options), the kind's
+    /// parameters and every string (UTF-16LE, NUL-terminated), read straight from the
+    /// packet. `shutdownNotification` is FALSE and `shutdownNotificationHandle` is
+    /// `cancelEvent`. The block's ``size`` is `capacity`.
+    static func layOut(
+        _ request: borrowing WorkerRequestPacket, kind: OperationKind, into base: UnsafeMutableRawPointer, capacity: Int,
+        cancelEvent: Int32
+    ) -> RequestBlock {
+        var arena = BlockArena(base: base, capacity: capacity)
         var block = layOut(request, kind: kind, in: &arena)
-        block.size = size
+        block.size = capacity
+        block.setCancelEvent(cancelEvent)
         return block
     }
 
-    /// The bytes to allocate for the block of `request`. A small packet (the common case)
-    /// is laid out in one pass into a bound computed from its size; a larger one is
-    /// measured first, so that a large Send does not take four times its size.
-    private static func allocationSize(_ request: borrowing WorkerRequestPacket, kind: OperationKind) -> Int {
+    /// The bytes a block for `request` needs. A small packet (the common case) gets a
+    /// bound computed from its size; a larger one is measured, so that a large Send does
+    /// not take four times its size.
+    static func requiredSize(_ request: borrowing WorkerRequestPacket, kind: OperationKind) -> Int {
         guard request.byteCount <= smallPacketLimit else { return measuredSize(request, kind: kind) }
         let bound = fixedBound + 4 * request.byteCount
         #if DEBUG
@@ -134,11 +135,6 @@ struct RequestBlock {
     /// cancelled.
     func setCancelEvent(_ fd: Int32) {
         request.pointee.shutdownNotificationHandle = UnsafeMutableRawPointer(bitPattern: Int(fd))
-    }
-
-    /// Frees the block.
-    func free() {
-        Glibc.free(UnsafeMutableRawPointer(request))
     }
 
     /// The one layout routine, run twice: to measure (counting only field sizes: a string

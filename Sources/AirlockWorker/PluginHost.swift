@@ -70,7 +70,11 @@ final class PluginHost: @unchecked Sendable {
     /// a request just after completing it finds valid memory, and the address is not
     /// reused at once, so a stale pointer is recognized as finished).
     /// A ring of ``quarantineLimit`` slots, the oldest at `quarantineHead`.
-    private var quarantine = [Operation?](repeating: nil, count: PluginHost.quarantineLimit)
+    private let quarantine: UnsafeMutablePointer<Operation?> = {
+        let ring = UnsafeMutablePointer<Operation?>.allocate(capacity: PluginHost.quarantineLimit)
+        ring.initialize(repeating: nil, count: PluginHost.quarantineLimit)
+        return ring
+    }()
     private var quarantineHead = 0
     private var quarantineCount = 0
     private var quarantineBytes = 0
@@ -197,6 +201,15 @@ final class PluginHost: @unchecked Sendable {
         let address = UInt(bitPattern: request)
         guard let operation = operationsByRequest[UInt64(address)], !operation.recycled else { return .unknown(address) }
         return operation.completed ? .completed(operation.description) : .found(operation)
+    }
+
+    /// The live (not completed) operation of `request`, or `nil` (then ``lookUp(_:)`` says
+    /// why); never dereferences it (lock held). The callbacks' fast path: no enum to copy.
+    @inline(__always)
+    private func liveOperation(_ request: RequestPointer?) -> Operation? {
+        guard let request, let operation = operationsByRequest[UInt64(UInt(bitPattern: request))],
+              !operation.recycled, !operation.completed else { return nil }
+        return operation
     }
 
     /// Reports a request pointer that does not name a live operation; returns
@@ -555,7 +568,7 @@ final class PluginHost: @unchecked Sendable {
         guard !operation.finished, operation.completionSent, operation.entryReturned,
               operation.callbackThreads.isEmpty, operation.sendsInFlight == 0 else { return [] }
         operation.finished = true
-        operation.shutdownCallbacks = []
+        if !operation.shutdownCallbacks.isEmpty { operation.shutdownCallbacks = [] }
         if operation.droppedBytes > 0 {
             WorkerLog.write("\(operation.description): dropped \(operation.droppedBytes) bytes of output (output window full)")
         }
@@ -585,8 +598,12 @@ final class PluginHost: @unchecked Sendable {
     /// ``spareLimit``; any other is forgotten, its block freed, and appended to `closing`
     /// to be deallocated (its eventfd closed) outside the lock (lock held).
     private func evictFromQuarantine(into closing: inout [Operation]) {
-        guard let old = quarantine[quarantineHead] else { return }
-        quarantine[quarantineHead] = nil
+        // Moved out of its slot (no retain and release).
+        guard let old = (quarantine + quarantineHead).move() else {
+            (quarantine + quarantineHead).initialize(to: nil)
+            return
+        }
+        (quarantine + quarantineHead).initialize(to: nil)
         quarantineHead = (quarantineHead + 1) % PluginHost.quarantineLimit
         quarantineCount -= 1
         quarantineBytes -= old.capacity
@@ -743,8 +760,8 @@ final class PluginHost: @unchecked Sendable {
         let callback = "WSManPluginReportContext"
         if refusedAfterShutdown(callback) { return WSManError.shutdownInProgress }
         lock.lock()
-        let found = lookUp(request)
-        guard case .found(let operation) = found else {
+        guard let operation = liveOperation(request) else {
+            let found = lookUp(request)
             lock.unlock()
             return refuse(found, callback)
         }
@@ -815,8 +832,8 @@ final class PluginHost: @unchecked Sendable {
         let callback = "WSManPluginReceiveResult"
         if refusedAfterShutdown(callback) { return WSManError.shutdownInProgress }
         lock.lock()
-        let found = lookUp(request)
-        guard case .found(let operation) = found else {
+        guard let operation = liveOperation(request) else {
+            let found = lookUp(request)
             lock.unlock()
             return refuse(found, callback)
         }
@@ -930,8 +947,8 @@ final class PluginHost: @unchecked Sendable {
             _ = refusedAfterShutdown(callback)
             return WSManError.shutdownInProgress
         }
-        let found = lookUp(request)
-        guard case .found(let operation) = found else {
+        guard let operation = liveOperation(request) else {
+            let found = lookUp(request)
             lock.unlock()
             return refuse(found, callback)
         }
@@ -954,9 +971,9 @@ final class PluginHost: @unchecked Sendable {
             }
             lock.waitForChange()
         }
+        let onEntryThread = !operation.entryReturned && pthread_equal(operation.entryThread, pthread_self()) != 0
         lock.unlock()
 
-        let onEntryThread = pthread_equal(operation.entryThread, pthread_self()) != 0 && !operation.entryReturned
         channel.sendComplete(operation: operation.id, errorCode: errorCode, extendedInformation: information)
 
         if onEntryThread {
@@ -976,8 +993,8 @@ final class PluginHost: @unchecked Sendable {
         let callback = "WSManPluginGetOperationParameters"
         if refusedAfterShutdown(callback) { return WSManError.shutdownInProgress }
         lock.lock()
-        let found = lookUp(request)
-        guard case .found(let operation) = found else {
+        guard let operation = liveOperation(request) else {
+            let found = lookUp(request)
             lock.unlock()
             return refuse(found, callback)
         }
@@ -1044,8 +1061,8 @@ final class PluginHost: @unchecked Sendable {
         let callback = "WSManPluginFreeRequestDetails"
         if refusedAfterShutdown(callback) { return WSManError.shutdownInProgress }
         lock.lock()
-        let found = lookUp(request)
-        guard case .found(let operation) = found else {
+        guard let operation = liveOperation(request) else {
+            let found = lookUp(request)
             lock.unlock()
             return refuse(found, callback)
         }
@@ -1059,8 +1076,8 @@ final class PluginHost: @unchecked Sendable {
         let callback = "WSManPluginRegisterShutdownCallback"
         if refusedAfterShutdown(callback) { return }
         lock.lock()
-        let found = lookUp(request)
-        guard case .found(let operation) = found else {
+        guard let operation = liveOperation(request) else {
+            let found = lookUp(request)
             lock.unlock()
             _ = refuse(found, callback)
             return

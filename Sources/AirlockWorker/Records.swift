@@ -91,8 +91,9 @@ final class Operation: @unchecked Sendable {
         self.kind = kind
         self.block = block
         self.timeoutMs = timeoutMs
-        self.shell = shell
-        self.command = command
+        // The same records as last time, usually: no retain and release then.
+        if self.shell !== shell { self.shell = shell }
+        if self.command !== command { self.command = command }
         entryThread = pthread_self()
         completed = false
         completionSent = false

@@ -366,14 +366,25 @@ private let shellIDName: (UInt16, UInt16, UInt16, UInt16, UInt16, UInt16, UInt16
 private let commandIDName: (UInt16, UInt16, UInt16, UInt16, UInt16, UInt16, UInt16, UInt16, UInt16, UInt16) =
     (0x43, 0x6F, 0x6D, 0x6D, 0x61, 0x6E, 0x64, 0x49, 0x64, 0)  // "CommandId"
 
-/// Widens the ASCII start of `utf8` into `storage`, eight bytes per step; returns how many
-/// bytes it widened (all of them, unless a byte beyond ASCII stops it).
+/// Widens the ASCII start of `utf8` into `storage`, sixteen bytes per step (eight for a
+/// string shorter than sixteen); returns how many bytes it widened (all of them, unless a
+/// byte beyond ASCII stops it).
 @inline(__always)
 func widenASCII(_ utf8: UnsafeRawBufferPointer, into storage: UnsafeMutablePointer<UInt16>) -> Int {
     guard let source = utf8.baseAddress else { return 0 }
     let target = UnsafeMutableRawPointer(storage)
     let total = utf8.count
+    /// Widens the sixteen bytes at `offset` if they are ASCII (one vector zero-extension).
+    @inline(__always)
+    func widenVector(at offset: Int) -> Bool {
+        let bytes = source.loadUnaligned(fromByteOffset: offset, as: SIMD16<UInt8>.self)
+        let halves = unsafeBitCast(bytes, to: SIMD2<UInt64>.self)
+        if (halves[0] | halves[1]) & 0x8080_8080_8080_8080 != 0 { return false }
+        target.storeBytes(of: SIMD16<UInt16>(truncatingIfNeeded: bytes), toByteOffset: 2 * offset, as: SIMD16<UInt16>.self)
+        return true
+    }
     /// Widens the eight bytes at `offset` if they are ASCII.
+    @inline(__always)
     func widenWord(at offset: Int) -> Bool {
         let word = UInt64(littleEndian: source.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
         if word & 0x8080_8080_8080_8080 != 0 { return false }
@@ -382,19 +393,27 @@ func widenASCII(_ utf8: UnsafeRawBufferPointer, into storage: UnsafeMutablePoint
         return true
     }
     /// The low four bytes of `word` as four 16-bit lanes.
+    @inline(__always)
     func spread(_ word: UInt64) -> UInt64 {
         var lanes = word & 0xFFFF_FFFF
         lanes = (lanes | (lanes << 16)) & 0x0000_FFFF_0000_FFFF
         return (lanes | (lanes << 8)) & 0x00FF_00FF_00FF_00FF
     }
     var count = 0
-    if total >= 8 {
-        while count + 8 <= total && widenWord(at: count) {
-            count += 8
+    if total >= 16 {
+        while count + 16 <= total && widenVector(at: count) {
+            count += 16
         }
-        // The last bytes as one word overlapping what is done already.
-        if count + 8 > total && count < total && widenWord(at: total - 8) {
+        // The last bytes as one vector overlapping what is done already.
+        if count + 16 > total && count < total && widenVector(at: total - 16) {
             return total
+        }
+        if count == total { return total }
+    } else if total >= 8 {
+        // Two words, the second overlapping the first.
+        if widenWord(at: 0) {
+            count = 8
+            if widenWord(at: total - 8) { return total }
         }
     }
     while count < total {

@@ -49,13 +49,19 @@ final class PluginHost: @unchecked Sendable {
     /// Ids of the last ``recentlyFinishedLimit`` finished operations, so a late cancel is
     /// not taken for an early one: a ring from `recentlyFinishedNext`, searched only when a
     /// cancel finds no operation (rare), written once per operation (no hashing).
-    private var recentlyFinished: [UInt64] = []
+    private let recentlyFinished = UnsafeMutablePointer<UInt64>.allocate(capacity: PluginHost.recentlyFinishedLimit)
+    private var recentlyFinishedCount = 0
     private var recentlyFinishedNext = 0
+    /// A power of two (the ring index is masked).
     static let recentlyFinishedLimit = 4096
-    /// eventfds of finished operations that were never signalled, for the next requests
-    /// (saves an `eventfd` and a `close` per operation).
-    private var spareCancelEvents: [EventDescriptor] = []
-    static let spareCancelEventLimit = 32
+    /// Operations out of quarantine kept for later requests (``Operation/recycled``), a
+    /// list through ``Operation/nextSpare``; a reader takes one after each request it
+    /// served. Only operations whose eventfd was never signalled are kept.
+    private var spareOperations: Operation?
+    /// Recycled operations: those in ``spareOperations`` and those readers hold.
+    private var spareCount = 0
+    /// At most this many recycled operations (each keeps its eventfd open).
+    static let spareLimit = 32
     /// Shells not yet released.
     private var shells = IntegerTable<ShellRecord>()
     /// The reported contexts of those shells.
@@ -64,7 +70,11 @@ final class PluginHost: @unchecked Sendable {
     /// a request just after completing it finds valid memory, and the address is not
     /// reused at once, so a stale pointer is recognized as finished).
     /// A ring of ``quarantineLimit`` slots, the oldest at `quarantineHead`.
-    private var quarantine = [Operation?](repeating: nil, count: PluginHost.quarantineLimit)
+    private let quarantine: UnsafeMutablePointer<Operation?> = {
+        let ring = UnsafeMutablePointer<Operation?>.allocate(capacity: PluginHost.quarantineLimit)
+        ring.initialize(repeating: nil, count: PluginHost.quarantineLimit)
+        return ring
+    }()
     private var quarantineHead = 0
     private var quarantineCount = 0
     private var quarantineBytes = 0
@@ -180,16 +190,26 @@ final class PluginHost: @unchecked Sendable {
         case found(Operation)
         case null
         case unknown(UInt)
-        /// Completed (OperationComplete was called).
-        case completed(Operation)
+        /// Completed (OperationComplete was called): its description, taken under the
+        /// lock (the operation may be recycled once the lock is released).
+        case completed(String)
     }
 
     /// Finds the operation of `request` without ever dereferencing it (lock held).
     private func lookUp(_ request: RequestPointer?) -> Lookup {
         guard let request else { return .null }
         let address = UInt(bitPattern: request)
-        guard let operation = operationsByRequest[UInt64(address)] else { return .unknown(address) }
-        return operation.completed ? .completed(operation) : .found(operation)
+        guard let operation = operationsByRequest[UInt64(address)], !operation.recycled else { return .unknown(address) }
+        return operation.completed ? .completed(operation.description) : .found(operation)
+    }
+
+    /// The live (not completed) operation of `request`, or `nil` (then ``lookUp(_:)`` says
+    /// why); never dereferences it (lock held). The callbacks' fast path: no enum to copy.
+    @inline(__always)
+    private func liveOperation(_ request: RequestPointer?) -> Operation? {
+        guard let request, let operation = operationsByRequest[UInt64(UInt(bitPattern: request))],
+              !operation.recycled, !operation.completed else { return nil }
+        return operation
     }
 
     /// Reports a request pointer that does not name a live operation; returns
@@ -200,11 +220,11 @@ final class PluginHost: @unchecked Sendable {
             breach("\(callback): NULL", "\(callback) was called with a NULL request pointer")
         case .unknown(let address):
             breach("\(callback): unknown", "\(callback) was called with an unknown request pointer 0x\(String(address, radix: 16)) (not a request this host passed to the plug-in)")
-        case .completed(let operation):
+        case .completed(let description):
             if callback == "WSManPluginOperationComplete" {
-                breach("\(callback): twice", "WSManPluginOperationComplete was called twice for the request of \(operation.description)")
+                breach("\(callback): twice", "WSManPluginOperationComplete was called twice for the request of \(description)")
             } else {
-                breach("\(callback): after completion", "\(callback) was called with the request of \(operation.description) after WSManPluginOperationComplete")
+                breach("\(callback): after completion", "\(callback) was called with the request of \(description) after WSManPluginOperationComplete")
             }
         case .found:
             break
@@ -224,7 +244,9 @@ final class PluginHost: @unchecked Sendable {
     /// Serves one packet from the supervisor, on the reader thread that received it: an
     /// operation request is read in place (`packet` stays valid until this returns), any
     /// other frame decoded. A malformed frame is fatal.
-    func serve(_ packet: UnsafeRawBufferPointer, maxFrameSize: Int) {
+    ///
+    /// `spare` is the calling reader's recycled operation (see ``start(_:kind:spare:)``).
+    func serve(_ packet: UnsafeRawBufferPointer, maxFrameSize: Int, spare: inout Operation?) {
         guard let type = WorkerRequestPacket.requestType(of: packet) else {
             handle(channel.decode(packet, maxFrameSize: maxFrameSize))
             return
@@ -235,7 +257,7 @@ final class PluginHost: @unchecked Sendable {
         } catch {
             channel.fatal("protocol violation by the supervisor: \(error.message)")
         }
-        handle(request)
+        handle(request, spare: &spare)
     }
 
     /// Serves one frame from the supervisor other than an operation request.
@@ -247,13 +269,17 @@ final class PluginHost: @unchecked Sendable {
             credit(operationID: frame.operationID, bytes: Int(bytes))
         case .workerCancel:
             lock.lock()
-            let operation = operationsByID[frame.operationID]
-            if operation == nil && !recentlyFinished.contains(frame.operationID) {
-                earlyCancels.insert(frame.operationID)
-                if earlyCancels.count > 4096, let oldest = earlyCancels.min() { earlyCancels.remove(oldest) }
+            // Found and cancelled under one lock: a recycled operation must not be
+            // cancelled on behalf of the id it served before.
+            if let operation = operationsByID[frame.operationID] {
+                cancelAndUnlock(operation)
+            } else {
+                if !finishedRecently(frame.operationID) {
+                    earlyCancels.insert(frame.operationID)
+                    if earlyCancels.count > 4096, let oldest = earlyCancels.min() { earlyCancels.remove(oldest) }
+                }
+                lock.unlock()
             }
-            lock.unlock()
-            if let operation { cancel(operation) }
         case .workerShutdown(let request):
             shutdown(request, replyTo: frame.operationID)
         default:
@@ -262,14 +288,14 @@ final class PluginHost: @unchecked Sendable {
     }
 
     /// Serves one operation request.
-    private func handle(_ request: borrowing WorkerRequestPacket) {
+    private func handle(_ request: borrowing WorkerRequestPacket, spare: inout Operation?) {
         guard let kind = OperationKind(request.type) else {
             channel.fatal("protocol violation by the supervisor: \(request.type.wireName) is not an operation request")
         }
         if request.operationID == 0 {
             channel.fatal("protocol violation by the supervisor: \(request.type.wireName) with operation id 0")
         }
-        start(request, kind: kind)
+        start(request, kind: kind, spare: &spare)
     }
 
     /// Completes an operation the plug-in never saw. `message` travels in
@@ -279,34 +305,36 @@ final class PluginHost: @unchecked Sendable {
     }
 
     /// Builds the request, checks the shell and command it names, and calls the entry
-    /// point on this thread.
-    private func start(_ request: borrowing WorkerRequestPacket, kind: OperationKind) {
+    /// point on this thread. The block is laid out in `spare` (this reader's recycled
+    /// operation) when it is large enough, else in a new operation; after the entry point
+    /// returns, `spare` is refilled from the host's recycled operations.
+    private func start(_ request: borrowing WorkerRequestPacket, kind: OperationKind, spare: inout Operation?) {
         let operationID = request.operationID
         let shellID = request.shellID
         let commandID = request.commandID
         let timeoutMs = request.context.timeoutMs
-        let block = RequestBlock.make(request, kind: kind)
+        let needed = RequestBlock.requiredSize(request, kind: kind)
+
+        // The memory and eventfd: the reader's spare (only this thread touches its memory
+        // until it is activated), else new ones, outside the lock.
+        let operation: Operation
+        let reused: Bool
+        if let candidate = spare, candidate.capacity >= needed {
+            operation = candidate
+            reused = true
+        } else {
+            guard let fresh = newOperation(needed: needed, operationID: operationID) else { return }
+            operation = fresh
+            reused = false
+        }
+        let block = RequestBlock.layOut(
+            request, kind: kind, into: operation.memory, capacity: operation.capacity,
+            cancelEvent: operation.cancelEvent.fd.rawValue)
 
         lock.lock()
-        // An eventfd of a finished operation if there is one, else a new one (outside the lock).
-        let cancelEvent: EventDescriptor
-        if let spare = spareCancelEvents.popLast() {
-            cancelEvent = spare
-        } else {
-            lock.unlock()
-            do {
-                cancelEvent = try EventDescriptor()
-            } catch {
-                block.free()
-                reject(operationID, WSManError.outOfMemory, "the worker of plug-in \(pluginName) cannot create the request's eventfd: \(error)")
-                return
-            }
-            lock.lock()
-        }
-        block.setCancelEvent(cancelEvent.fd.rawValue)
         if shuttingDown {
             lock.unlock()
-            block.free()
+            if !reused { operation.freeMemory() }
             reject(operationID, WSManError.shutdownInProgress, "plug-in \(pluginName) is shutting down")
             return
         }
@@ -355,17 +383,20 @@ final class PluginHost: @unchecked Sendable {
         }
         if let refusal {
             lock.unlock()
-            block.free()
+            if !reused { operation.freeMemory() }
             reject(operationID, WSManError.invalidSelectors, refusal)
             return
         }
-        let operation = Operation(
-            id: operationID, kind: kind, block: block, cancelEvent: cancelEvent,
-            timeoutMs: timeoutMs, shell: shell, command: command)
+        if reused {
+            spare = nil
+            spareCount -= 1
+        } else {
+            operationsByRequest[UInt64(operation.address)] = operation
+        }
+        operation.activate(id: operationID, kind: kind, block: block, timeoutMs: timeoutMs, shell: shell, command: command)
         shell.references += 1
         command?.references += 1
         operationsByID[operationID] = operation
-        operationsByRequest[UInt64(operation.address)] = operation
         let shellContext = shell.context
         let commandContext = command?.context
         let cancelledEarly = !earlyCancels.isEmpty && earlyCancels.remove(operationID) != nil
@@ -378,8 +409,43 @@ final class PluginHost: @unchecked Sendable {
 
         lock.lock()
         operation.entryReturned = true
-        finishIfDoneAndUnlock(operation)
+        if operation.completionSentOnEntryThread { operation.completionSent = true }
+        let closing = finishIfDone(operation)
+        if spare == nil, let recycled = spareOperations {
+            spareOperations = recycled.nextSpare
+            recycled.nextSpare = nil
+            spare = recycled
+        }
+        lock.unlock()
+        // Their eventfds close as they are deallocated, here, outside the lock.
+        withExtendedLifetime(closing) {}
     }
+
+    /// A new operation with room for a block of `needed` bytes (at least
+    /// ``Operation/standardCapacity``, so that it can serve most later requests) and an
+    /// eventfd; `nil` (the request rejected) when either cannot be had. No lock held.
+    private func newOperation(needed: Int, operationID: UInt64) -> Operation? {
+        let capacity = max(needed, PluginHost.standardCapacity)
+        guard let memory = malloc(capacity) else {
+            channel.fatal("out of memory allocating a \(capacity)-byte request block")
+        }
+        do {
+            let cancelEvent = try EventDescriptor()
+            return Operation(memory: memory, capacity: capacity, cancelEvent: cancelEvent, shell: PluginHost.noShell)
+        } catch {
+            free(memory)
+            reject(operationID, WSManError.outOfMemory, "the worker of plug-in \(pluginName) cannot create the request's eventfd: \(error)")
+            return nil
+        }
+    }
+
+    /// The smallest block memory an operation gets: room for the block of any packet up
+    /// to about 700 bytes (every Signal and Receive, most Commands and small Sends).
+    static let standardCapacity = 4096
+    /// Operations with more block memory than this are not recycled (a large Send's).
+    static let recyclableCapacity = 16 << 10
+    /// The shell of an operation not yet activated.
+    static let noShell = ShellRecord(id: 0)
 
     /// Calls the operation's entry point (no lock held). A missing optional entry point
     /// completes the operation with `ERROR_INVALID_PARAMETER`.
@@ -408,12 +474,15 @@ final class PluginHost: @unchecked Sendable {
 
     /// Remembers that an operation finished (the lock is held).
     private func noteFinished(_ id: UInt64) {
-        if recentlyFinished.count < Self.recentlyFinishedLimit {
-            recentlyFinished.append(id)
-        } else {
-            recentlyFinished[recentlyFinishedNext] = id
-            recentlyFinishedNext = (recentlyFinishedNext + 1) % Self.recentlyFinishedLimit
-        }
+        recentlyFinished[recentlyFinishedNext] = id
+        recentlyFinishedNext = (recentlyFinishedNext + 1) & (Self.recentlyFinishedLimit - 1)
+        if recentlyFinishedCount < Self.recentlyFinishedLimit { recentlyFinishedCount += 1 }
+    }
+
+    /// Whether `id` is among the recently finished operations (lock held; rare: a cancel
+    /// that finds no operation).
+    private func finishedRecently(_ id: UInt64) -> Bool {
+        UnsafeBufferPointer(start: recentlyFinished, count: recentlyFinishedCount).contains(id)
     }
 
     /// Completes an operation whose optional entry point the plug-in does not export.
@@ -443,7 +512,12 @@ final class PluginHost: @unchecked Sendable {
     /// eventfd signalled, then every registered shutdown callback (outside the lock).
     private func cancel(_ operation: Operation) {
         lock.lock()
-        guard !operation.completed, !operation.cancelled else {
+        cancelAndUnlock(operation)
+    }
+
+    /// ``cancel(_:)`` with the lock held on entry (not on return).
+    private func cancelAndUnlock(_ operation: Operation) {
+        guard !operation.completed, !operation.cancelled, !operation.recycled else {
             lock.unlock()
             return
         }
@@ -494,7 +568,7 @@ final class PluginHost: @unchecked Sendable {
         guard !operation.finished, operation.completionSent, operation.entryReturned,
               operation.callbackThreads.isEmpty, operation.sendsInFlight == 0 else { return [] }
         operation.finished = true
-        operation.shutdownCallbacks = []
+        if !operation.shutdownCallbacks.isEmpty { operation.shutdownCallbacks = [] }
         if operation.droppedBytes > 0 {
             WorkerLog.write("\(operation.description): dropped \(operation.droppedBytes) bytes of output (output window full)")
         }
@@ -511,27 +585,36 @@ final class PluginHost: @unchecked Sendable {
         }
         quarantine[(quarantineHead + quarantineCount) % PluginHost.quarantineLimit] = operation
         quarantineCount += 1
-        quarantineBytes += operation.block.size
+        quarantineBytes += operation.capacity
         while quarantineBytes > PluginHost.quarantineByteLimit && quarantineCount > 0 {
             evictFromQuarantine(into: &closing)
         }
         return closing
     }
 
-    /// Ends the quarantine of the oldest finished operation: forgets its request pointer
-    /// and frees its block. An eventfd never signalled (counter 0) serves the next request
-    /// as new; any other is appended to `closing` (lock held).
+    /// Ends the quarantine of the oldest finished operation. One whose eventfd was never
+    /// signalled (counter 0) and whose memory is not large is recycled for a later request
+    /// (its request pointer stays in the table, now naming no operation), up to
+    /// ``spareLimit``; any other is forgotten, its block freed, and appended to `closing`
+    /// to be deallocated (its eventfd closed) outside the lock (lock held).
     private func evictFromQuarantine(into closing: inout [Operation]) {
-        guard let old = quarantine[quarantineHead] else { return }
-        quarantine[quarantineHead] = nil
+        // Moved out of its slot (no retain and release).
+        guard let old = (quarantine + quarantineHead).move() else {
+            (quarantine + quarantineHead).initialize(to: nil)
+            return
+        }
+        (quarantine + quarantineHead).initialize(to: nil)
         quarantineHead = (quarantineHead + 1) % PluginHost.quarantineLimit
         quarantineCount -= 1
-        quarantineBytes -= old.block.size
-        operationsByRequest[UInt64(old.address)] = nil
-        old.block.free()
-        if !old.cancelled && spareCancelEvents.count < Self.spareCancelEventLimit {
-            spareCancelEvents.append(old.cancelEvent)
+        quarantineBytes -= old.capacity
+        if !old.cancelled && spareCount < Self.spareLimit && old.capacity <= Self.recyclableCapacity {
+            old.recycled = true
+            old.nextSpare = spareOperations
+            spareOperations = old
+            spareCount += 1
         } else {
+            operationsByRequest[UInt64(old.address)] = nil
+            old.freeMemory()
             closing.append(old)
         }
     }
@@ -677,8 +760,8 @@ final class PluginHost: @unchecked Sendable {
         let callback = "WSManPluginReportContext"
         if refusedAfterShutdown(callback) { return WSManError.shutdownInProgress }
         lock.lock()
-        let found = lookUp(request)
-        guard case .found(let operation) = found else {
+        guard let operation = liveOperation(request) else {
+            let found = lookUp(request)
             lock.unlock()
             return refuse(found, callback)
         }
@@ -749,8 +832,8 @@ final class PluginHost: @unchecked Sendable {
         let callback = "WSManPluginReceiveResult"
         if refusedAfterShutdown(callback) { return WSManError.shutdownInProgress }
         lock.lock()
-        let found = lookUp(request)
-        guard case .found(let operation) = found else {
+        guard let operation = liveOperation(request) else {
+            let found = lookUp(request)
             lock.unlock()
             return refuse(found, callback)
         }
@@ -864,8 +947,8 @@ final class PluginHost: @unchecked Sendable {
             _ = refusedAfterShutdown(callback)
             return WSManError.shutdownInProgress
         }
-        let found = lookUp(request)
-        guard case .found(let operation) = found else {
+        guard let operation = liveOperation(request) else {
+            let found = lookUp(request)
             lock.unlock()
             return refuse(found, callback)
         }
@@ -888,10 +971,18 @@ final class PluginHost: @unchecked Sendable {
             }
             lock.waitForChange()
         }
+        let onEntryThread = !operation.entryReturned && pthread_equal(operation.entryThread, pthread_self()) != 0
         lock.unlock()
 
         channel.sendComplete(operation: operation.id, errorCode: errorCode, extendedInformation: information)
 
+        if onEntryThread {
+            // Inside the entry point, on its thread: the operation cannot finish before the
+            // entry point returns, and the reader notes the completion then, under the
+            // lock it takes anyway.
+            operation.completionSentOnEntryThread = true
+            return WSManError.noError
+        }
         lock.lock()
         operation.completionSent = true
         finishIfDoneAndUnlock(operation)
@@ -902,8 +993,8 @@ final class PluginHost: @unchecked Sendable {
         let callback = "WSManPluginGetOperationParameters"
         if refusedAfterShutdown(callback) { return WSManError.shutdownInProgress }
         lock.lock()
-        let found = lookUp(request)
-        guard case .found(let operation) = found else {
+        guard let operation = liveOperation(request) else {
+            let found = lookUp(request)
             lock.unlock()
             return refuse(found, callback)
         }
@@ -970,8 +1061,8 @@ final class PluginHost: @unchecked Sendable {
         let callback = "WSManPluginFreeRequestDetails"
         if refusedAfterShutdown(callback) { return WSManError.shutdownInProgress }
         lock.lock()
-        let found = lookUp(request)
-        guard case .found(let operation) = found else {
+        guard let operation = liveOperation(request) else {
+            let found = lookUp(request)
             lock.unlock()
             return refuse(found, callback)
         }
@@ -985,8 +1076,8 @@ final class PluginHost: @unchecked Sendable {
         let callback = "WSManPluginRegisterShutdownCallback"
         if refusedAfterShutdown(callback) { return }
         lock.lock()
-        let found = lookUp(request)
-        guard case .found(let operation) = found else {
+        guard let operation = liveOperation(request) else {
+            let found = lookUp(request)
             lock.unlock()
             _ = refuse(found, callback)
             return

@@ -51,7 +51,7 @@ enum OperationKind: UInt8, Sendable {
 struct RequestBlock {
     /// The block's start, which is also the `WSMAN_PLUGIN_REQUEST` (the plug-in's key).
     var request: UnsafeMutablePointer<WSMAN_PLUGIN_REQUEST>
-    /// Its size in bytes.
+    /// The bytes of memory it has (at least what its layout uses).
     var size: Int
     /// The entry point's `flags` argument.
     var flags: UInt32 = 0
@@ -71,26 +71,27 @@ struct RequestBlock {
     var dataLocale: UnsafePointer<UInt16>?
     var dataLocaleLength: Int = 0
 
-    /// Lays out `request` in one heap block (`malloc`): the `WSMAN_PLUGIN_REQUEST`, the
-    /// sender details, the operation information (selectors ShellId/CommandId and the
-    /// options), the kind's parameters and every string (UTF-16LE, NUL-terminated), read
-    /// straight from the packet. `shutdownNotification` is FALSE; `shutdownNotificationHandle`
-    /// is set with ``setCancelEvent(_:)``. Free it with ``free()``.
-    static func make(_ request: borrowing WorkerRequestPacket, kind: OperationKind) -> RequestBlock {
-        let size = allocationSize(request, kind: kind)
-        guard let base = malloc(size) else {
-            WorkerChannel.shared.fatal("out of memory allocating a \(size)-byte request block")
-        }
-        var arena = BlockArena(base: base, capacity: size)
+    /// Lays out `request` in the `capacity` bytes at `base` (at least
+    /// ``requiredSize(_:kind:)``): the `WSMAN_PLUGIN_REQUEST`, the sender details, the
+    /// operation information (selectors ShellId/CommandId and the options), the kind's
+    /// parameters and every string (UTF-16LE, NUL-terminated), read straight from the
+    /// packet. `shutdownNotification` is FALSE and `shutdownNotificationHandle` is
+    /// `cancelEvent`. The block's ``size`` is `capacity`.
+    static func layOut(
+        _ request: borrowing WorkerRequestPacket, kind: OperationKind, into base: UnsafeMutableRawPointer, capacity: Int,
+        cancelEvent: Int32
+    ) -> RequestBlock {
+        var arena = BlockArena(base: base, capacity: capacity)
         var block = layOut(request, kind: kind, in: &arena)
-        block.size = size
+        block.size = capacity
+        block.setCancelEvent(cancelEvent)
         return block
     }
 
-    /// The bytes to allocate for the block of `request`. A small packet (the common case)
-    /// is laid out in one pass into a bound computed from its size; a larger one is
-    /// measured first, so that a large Send does not take four times its size.
-    private static func allocationSize(_ request: borrowing WorkerRequestPacket, kind: OperationKind) -> Int {
+    /// The bytes a block for `request` needs. A small packet (the common case) gets a
+    /// bound computed from its size; a larger one is measured, so that a large Send does
+    /// not take four times its size.
+    static func requiredSize(_ request: borrowing WorkerRequestPacket, kind: OperationKind) -> Int {
         guard request.byteCount <= smallPacketLimit else { return measuredSize(request, kind: kind) }
         let bound = fixedBound + 4 * request.byteCount
         #if DEBUG
@@ -134,11 +135,6 @@ struct RequestBlock {
     /// cancelled.
     func setCancelEvent(_ fd: Int32) {
         request.pointee.shutdownNotificationHandle = UnsafeMutableRawPointer(bitPattern: Int(fd))
-    }
-
-    /// Frees the block.
-    func free() {
-        Glibc.free(UnsafeMutableRawPointer(request))
     }
 
     /// The one layout routine, run twice: to measure (counting only field sizes: a string
@@ -370,14 +366,25 @@ private let shellIDName: (UInt16, UInt16, UInt16, UInt16, UInt16, UInt16, UInt16
 private let commandIDName: (UInt16, UInt16, UInt16, UInt16, UInt16, UInt16, UInt16, UInt16, UInt16, UInt16) =
     (0x43, 0x6F, 0x6D, 0x6D, 0x61, 0x6E, 0x64, 0x49, 0x64, 0)  // "CommandId"
 
-/// Widens the ASCII start of `utf8` into `storage`, eight bytes per step; returns how many
-/// bytes it widened (all of them, unless a byte beyond ASCII stops it).
+/// Widens the ASCII start of `utf8` into `storage`, sixteen bytes per step (eight for a
+/// string shorter than sixteen); returns how many bytes it widened (all of them, unless a
+/// byte beyond ASCII stops it).
 @inline(__always)
 func widenASCII(_ utf8: UnsafeRawBufferPointer, into storage: UnsafeMutablePointer<UInt16>) -> Int {
     guard let source = utf8.baseAddress else { return 0 }
     let target = UnsafeMutableRawPointer(storage)
     let total = utf8.count
+    /// Widens the sixteen bytes at `offset` if they are ASCII (one vector zero-extension).
+    @inline(__always)
+    func widenVector(at offset: Int) -> Bool {
+        let bytes = source.loadUnaligned(fromByteOffset: offset, as: SIMD16<UInt8>.self)
+        let halves = unsafeBitCast(bytes, to: SIMD2<UInt64>.self)
+        if (halves[0] | halves[1]) & 0x8080_8080_8080_8080 != 0 { return false }
+        target.storeBytes(of: SIMD16<UInt16>(truncatingIfNeeded: bytes), toByteOffset: 2 * offset, as: SIMD16<UInt16>.self)
+        return true
+    }
     /// Widens the eight bytes at `offset` if they are ASCII.
+    @inline(__always)
     func widenWord(at offset: Int) -> Bool {
         let word = UInt64(littleEndian: source.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
         if word & 0x8080_8080_8080_8080 != 0 { return false }
@@ -386,19 +393,27 @@ func widenASCII(_ utf8: UnsafeRawBufferPointer, into storage: UnsafeMutablePoint
         return true
     }
     /// The low four bytes of `word` as four 16-bit lanes.
+    @inline(__always)
     func spread(_ word: UInt64) -> UInt64 {
         var lanes = word & 0xFFFF_FFFF
         lanes = (lanes | (lanes << 16)) & 0x0000_FFFF_0000_FFFF
         return (lanes | (lanes << 8)) & 0x00FF_00FF_00FF_00FF
     }
     var count = 0
-    if total >= 8 {
-        while count + 8 <= total && widenWord(at: count) {
-            count += 8
+    if total >= 16 {
+        while count + 16 <= total && widenVector(at: count) {
+            count += 16
         }
-        // The last bytes as one word overlapping what is done already.
-        if count + 8 > total && count < total && widenWord(at: total - 8) {
+        // The last bytes as one vector overlapping what is done already.
+        if count + 16 > total && count < total && widenVector(at: total - 16) {
             return total
+        }
+        if count == total { return total }
+    } else if total >= 8 {
+        // Two words, the second overlapping the first.
+        if widenWord(at: 0) {
+            count = 8
+            if widenWord(at: total - 8) { return total }
         }
     }
     while count < total {

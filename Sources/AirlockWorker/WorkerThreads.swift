@@ -81,17 +81,19 @@ final class ReaderPool: Sendable {
         // The thread's own receive buffer, for as long as it lives (forever): requests are
         // read in place from it.
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bufferSize, alignment: 16)
+        // The recycled operation the next request is laid out in (see PluginHost.start).
+        var spare: Operation?
+        // The supervisor adds a request context (at most ~2.5 KiB: it bounds the resource URI and
+        // locales) to a client frame of up to the maximum size.
+        let maxFrameSize = host.maxEnvelopeSize + 4096
         while true {
             idle.add(1, ordering: .relaxed)
-            // The supervisor adds a request context (at most ~2.5 KiB: it bounds the resource URI and
-            // locales) to a client frame of up to the maximum size.
-            let maxFrameSize = host.maxEnvelopeSize + 4096
             let packet = host.channel.receive(into: buffer, maxFrameSize: maxFrameSize)
             if idle.subtract(1, ordering: .relaxed).newValue == 0 {
                 ensureIdleReader()
             }
             guard let packet else { _exit(0) }
-            host.serve(packet, maxFrameSize: maxFrameSize)
+            host.serve(packet, maxFrameSize: maxFrameSize, spare: &spare)
         }
     }
 

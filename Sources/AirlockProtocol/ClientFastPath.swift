@@ -8,12 +8,12 @@ public enum ClientFrames {
     public static func encodeSignal(
         into writer: inout ByteWriter, operationID: UInt64, shellID: UInt64, commandID: UInt64, timeoutMs: UInt32, code: String
     ) {
-        let start = beginFrame(&writer, type: .signal, operationID: operationID)
+        let start = writer.beginFrame(type: .signal, operationID: operationID)
         writer.u64(shellID)
         writer.u64(commandID)
         writer.u32(timeoutMs)
         writer.str(code)
-        endFrame(&writer, start: start)
+        writer.endFrame(startingAt: start)
     }
 
     /// Appends a whole `SEND` frame (PROTOCOL.md §5.2) to `writer`: byte for byte what
@@ -22,32 +22,16 @@ public enum ClientFrames {
         into writer: inout ByteWriter, operationID: UInt64, shellID: UInt64, commandID: UInt64, timeoutMs: UInt32,
         stream: String, endOfStream: Bool, data: [UInt8]
     ) {
-        let start = beginFrame(&writer, type: .send, operationID: operationID)
+        let start = writer.beginFrame(type: .send, operationID: operationID)
         writer.u64(shellID)
         writer.u64(commandID)
         writer.u32(timeoutMs)
         writer.str(stream)
         writer.bool(endOfStream)
         writer.blob(data)
-        endFrame(&writer, start: start)
+        writer.endFrame(startingAt: start)
     }
 
-    /// Writes a request's header (no flags) with a length prefix to patch; returns where
-    /// the frame starts.
-    @inline(__always)
-    private static func beginFrame(_ writer: inout ByteWriter, type: MessageType, operationID: UInt64) -> Int {
-        let start = writer.count
-        writer.u32(0)
-        writer.u16(type.rawValue)
-        writer.u16(0)
-        writer.u64(operationID)
-        return start
-    }
-
-    @inline(__always)
-    private static func endFrame(_ writer: inout ByteWriter, start: Int) {
-        writer.patchU32(at: start, UInt32(writer.count - start - 4))
-    }
 }
 
 extension FrameDecoder {
@@ -84,12 +68,7 @@ extension FrameDecoder {
             return length + 4
         }
         guard frameSize > 0 else { return false }
-        readIndex += frameSize
-        if readIndex == endIndex {
-            readIndex = 0
-            endIndex = 0
-            if buffer.count > keptStorage { buffer = [] }
-        }
+        consume(frameSize)
         return true
     }
 }

@@ -53,14 +53,10 @@ public enum CompletionFrame {
     public static func encodeOperationComplete(
         operationID: UInt64, errorCode: UInt32, extendedInformation: String?, message: String, into w: inout ByteWriter
     ) {
-        let start = w.count
-        w.u32(0)
-        w.u16(MessageType.operationComplete.rawValue)
-        w.u16(FrameFlags.final.rawValue)
-        w.u64(operationID)
+        let start = w.beginFrame(type: .operationComplete, flags: .final, operationID: operationID)
         w.u32(errorCode)
         w.optstr(extendedInformation)
         w.str(message)
-        w.patchU32(at: start, UInt32(w.count - start - 4))
+        w.endFrame(startingAt: start)
     }
 }

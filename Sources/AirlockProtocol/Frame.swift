@@ -69,13 +69,9 @@ public struct Frame: Sendable, Equatable {
 
     /// Appends the encoded frame to `writer` (a kept writer encodes without allocating).
     public func encode(into w: inout ByteWriter) {
-        let start = w.count
-        w.u32(0)
-        w.u16(message.type.rawValue)
-        w.u16(flags.rawValue)
-        w.u64(operationID)
+        let start = w.beginFrame(type: message.type, flags: flags, operationID: operationID)
         message.encodePayload(to: &w)
-        w.patchU32(at: start, UInt32(w.count - start - 4))
+        w.endFrame(startingAt: start)
     }
 
     /// The encoded frame.
@@ -236,7 +232,7 @@ public struct FrameDecoder: Sendable {
 
     /// Moves past the next `size` bytes (a whole frame), releasing the storage when it
     /// held more than ``keptStorage`` and everything is decoded.
-    private mutating func consume(_ size: Int) {
+    mutating func consume(_ size: Int) {
         readIndex += size
         if readIndex == endIndex {
             readIndex = 0
@@ -265,5 +261,26 @@ public struct FrameDecoder: Sendable {
             destination.copyMemory(from: UnsafeRawBufferPointer(rebasing: storage[start..<(start + destination.count)]))
         }
         consume(destination.count)
+    }
+}
+
+extension ByteWriter {
+    /// Writes a frame header (PROTOCOL.md §3) with a length prefix to be patched by
+    /// ``endFrame(startingAt:)`` once the payload is written; returns where the frame starts.
+    /// Every encoder of whole frames goes through this pair.
+    @inline(__always)
+    mutating func beginFrame(type: MessageType, flags: FrameFlags = [], operationID: UInt64) -> Int {
+        let start = count
+        u32(0)
+        u16(type.rawValue)
+        u16(flags.rawValue)
+        u64(operationID)
+        return start
+    }
+
+    /// Sets the length prefix of the frame begun at `start` to cover everything written since.
+    @inline(__always)
+    mutating func endFrame(startingAt start: Int) {
+        patchU32(at: start, UInt32(count - start - 4))
     }
 }

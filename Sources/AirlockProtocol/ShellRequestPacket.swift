@@ -74,18 +74,14 @@ public struct ShellRequestPacket {
         operationID workerOperationID: UInt64, senderName: String, authenticationMechanism: String, resourceURI: String,
         locale: String, dataLocale: String, timeoutMs: UInt32, httpURL: String, into w: inout ByteWriter
     ) {
-        let start = w.count
-        w.u32(0)
-        w.u16(kind.workerRequestType.rawValue)
-        w.u16(0)
-        w.u64(workerOperationID)
+        let start = w.beginFrame(type: kind.workerRequestType, operationID: workerOperationID)
         RequestContext.encode(
             senderName: senderName, authenticationMechanism: authenticationMechanism, resourceURI: resourceURI,
             locale: locale, dataLocale: dataLocale, timeoutMs: timeoutMs, httpURL: httpURL, to: &w)
         w.u64(shellID)
         w.u64(commandID)
         w.append(tail)
-        w.patchU32(at: start, UInt32(w.count - start - 4))
+        w.endFrame(startingAt: start)
     }
 
     /// The client request as a ``Message`` (decoded again: for the paths off the hot one).

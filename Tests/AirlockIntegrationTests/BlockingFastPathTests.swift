@@ -16,7 +16,7 @@ struct BlockingFastPathTests {
             let shell = try await connection.createShell(plugin: "echo")
             let command = try await shell.run("cat")
             // One thread: the reader parks and the caller takes each answer in place.
-            let alone = await Self.onPlainThread { () throws(AirlockError) in
+            let alone = await onPlainThread { () throws(AirlockError) in
                 for _ in 0..<300 { try command.signalBlocking(.ctrlC) }
             }
             #expect(alone == nil)
@@ -26,7 +26,7 @@ struct BlockingFastPathTests {
             let failures = await withTaskGroup(of: AirlockError?.self) { group in
                 for index in 0..<3 {
                     group.addTask {
-                        await Self.onPlainThread { () throws(AirlockError) in
+                        await onPlainThread { () throws(AirlockError) in
                             for round in 0..<100 {
                                 try command.signalBlocking(.ctrlC)
                                 if round % 25 == index { try command.sendBlocking(Array("\(index)".utf8)) }
@@ -41,12 +41,12 @@ struct BlockingFastPathTests {
             #expect(failures.isEmpty, "\(failures)")
             try await pings
             // A signal the server refuses comes back as the error, and the connection goes on.
-            let refused = await Self.onPlainThread { () throws(AirlockError) in
+            let refused = await onPlainThread { () throws(AirlockError) in
                 try connection.signalBlocking(shellID: shell.id &+ 1_000_000, commandID: 0, code: .ctrlC)
             }
             #expect(refused?.kind == .operationFailed, "\(String(describing: refused))")
             #expect(connection.failure == nil)
-            let after = await Self.onPlainThread { () throws(AirlockError) in
+            let after = await onPlainThread { () throws(AirlockError) in
                 for _ in 0..<20 { try command.signalBlocking(.ctrlC) }
             }
             #expect(after == nil)
@@ -54,7 +54,7 @@ struct BlockingFastPathTests {
             try await shell.close()
             // After close, a blocking signal fails at once.
             connection.close()
-            let closed = await Self.onPlainThread { () throws(AirlockError) in try command.signalBlocking(.ctrlC) }
+            let closed = await onPlainThread { () throws(AirlockError) in try command.signalBlocking(.ctrlC) }
             #expect(closed != nil)
         }
     }
@@ -91,19 +91,5 @@ struct BlockingFastPathTests {
         let rest = table.removeAll { _ in true }
         #expect(rest.map(\.shellID) == [21] && table.isEmpty)
         #expect(table[0] == nil)
-    }
-
-    /// Runs `body` on a thread of its own (the blocking API must not run on the pool).
-    private static func onPlainThread(_ body: @escaping @Sendable () throws(AirlockError) -> Void) async -> AirlockError? {
-        await withCheckedContinuation { (continuation: CheckedContinuation<AirlockError?, Never>) in
-            Thread.detachNewThread {
-                do throws(AirlockError) {
-                    try body()
-                    continuation.resume(returning: nil)
-                } catch {
-                    continuation.resume(returning: error)
-                }
-            }
-        }
     }
 }

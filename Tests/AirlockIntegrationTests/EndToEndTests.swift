@@ -293,7 +293,7 @@ struct EndToEndTests {
             let shell = try await connection.createShell(plugin: "echo")
             let command = try await shell.run("cat")
             // Back to back, the reader thread parks and each caller reads its own answer.
-            let first = await Self.onPlainThread { () throws(AirlockError) in
+            let first = await onPlainThread { () throws(AirlockError) in
                 for _ in 0..<300 { try connection.pingBlocking() }
             }
             #expect(first == nil)
@@ -301,7 +301,7 @@ struct EndToEndTests {
             for _ in 0..<20 { _ = try await connection.ping() }
             // Blocking calls while output is being received, then async and blocking mixed.
             async let output = command.collectOutput()
-            let second = await Self.onPlainThread { () throws(AirlockError) in
+            let second = await onPlainThread { () throws(AirlockError) in
                 for index in 0..<50 {
                     try connection.pingBlocking()
                     if index % 10 == 0 { try command.sendBlocking(Array("\(index)\n".utf8)) }
@@ -310,37 +310,24 @@ struct EndToEndTests {
             }
             #expect(second == nil)
             #expect(try await output.stdoutText == "0\n10\n20\n30\n40\n")
-            let third = await Self.onPlainThread { () throws(AirlockError) in
+            let third = await onPlainThread { () throws(AirlockError) in
                 for _ in 0..<50 { try connection.pingBlocking() }
             }
             #expect(third == nil)
             _ = try await connection.ping()
             try await shell.close()
             // Closing while the reader is parked ends the connection at once.
-            let fourth = await Self.onPlainThread { () throws(AirlockError) in
+            let fourth = await onPlainThread { () throws(AirlockError) in
                 for _ in 0..<10 { try connection.pingBlocking() }
             }
             #expect(fourth == nil)
             connection.close()
             await #expect(throws: AirlockError.self) { _ = try await connection.ping() }
-            let afterClose = await Self.onPlainThread { () throws(AirlockError) in try connection.pingBlocking() }
+            let afterClose = await onPlainThread { () throws(AirlockError) in try connection.pingBlocking() }
             #expect(afterClose != nil)
         }
     }
 
-    /// Runs `body` on a thread of its own (the blocking API must not run on the pool).
-    private static func onPlainThread(_ body: @escaping @Sendable () throws(AirlockError) -> Void) async -> AirlockError? {
-        await withCheckedContinuation { (continuation: CheckedContinuation<AirlockError?, Never>) in
-            Thread.detachNewThread {
-                do throws(AirlockError) {
-                    try body()
-                    continuation.resume(returning: nil)
-                } catch {
-                    continuation.resume(returning: error)
-                }
-            }
-        }
-    }
 
     @Test("when airlockd dies, pending operations fail with a clear error")
     func connectionLoss() async throws {
@@ -380,13 +367,13 @@ struct EndToEndTests {
         }
         defer { connection.close() }
         // Blocking calls back to back: the reader thread parks, the callers read.
-        let before = await Self.onPlainThread { () throws(AirlockError) in
+        let before = await onPlainThread { () throws(AirlockError) in
             for _ in 0..<50 { try connection.pingBlocking() }
         }
         #expect(before == nil)
         _ = try? ProcessControl.kill(daemon.pid, signal: SIGKILL)
         await daemon.stop()
-        let failure = await Self.onPlainThread { () throws(AirlockError) in
+        let failure = await onPlainThread { () throws(AirlockError) in
             for _ in 0..<3 { try connection.pingBlocking() }
         }
         #expect(failure?.kind == .connectionLost, "\(String(describing: failure))")

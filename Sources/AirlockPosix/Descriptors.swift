@@ -99,26 +99,19 @@ public enum Posix {
         case truncated(received: Int, size: Int)
     }
 
-    /// `recvmsg` of one `SOCK_SEQPACKET`/datagram packet, detecting truncation: a packet
-    /// larger than `buffer` is reported as ``PacketResult/truncated(received:size:)``.
+    /// Receives one `SOCK_SEQPACKET`/datagram packet, detecting truncation: a packet larger
+    /// than `buffer` is reported as ``PacketResult/truncated(received:size:)``. A plain
+    /// `recv` with `MSG_TRUNC`, which on these sockets returns the packet's real length
+    /// (cheaper than `recvmsg`, which copies a message header in and out).
     ///
     /// A zero-length packet cannot be told apart from end of file on `SOCK_SEQPACKET`; the
     /// protocol never sends one.
     public static func receivePacket(_ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer, flags: MessageFlags = []) throws(SystemCallError) -> PacketResult {
-        var vector = iovec(iov_base: buffer.baseAddress, iov_len: buffer.count)
-        return try withUnsafeMutablePointer(to: &vector) { (vector) throws(SystemCallError) -> PacketResult in
-            var header = msghdr()
-            header.msg_iov = vector
-            header.msg_iovlen = 1
-            // MSG_TRUNC in flags makes the kernel return the real packet length.
-            let result = try retryingInterruptsUnlessWouldBlock("recvmsg", Glibc.recvmsg(fd.rawValue, &header, flags.rawValue | AIRLOCK_MSG_TRUNC))
-            guard let size = result else { return .wouldBlock }
-            if size == 0 && header.msg_flags & AIRLOCK_MSG_TRUNC == 0 { return .endOfFile }
-            if size > buffer.count || header.msg_flags & AIRLOCK_MSG_TRUNC != 0 {
-                return .truncated(received: Swift.min(size, buffer.count), size: size)
-            }
-            return .packet(size)
-        }
+        let result = try retryingInterruptsUnlessWouldBlock("recv", Glibc.recv(fd.rawValue, buffer.baseAddress, buffer.count, flags.rawValue | AIRLOCK_MSG_TRUNC))
+        guard let size = result else { return .wouldBlock }
+        if size == 0 { return .endOfFile }
+        if size > buffer.count { return .truncated(received: buffer.count, size: size) }
+        return .packet(size)
     }
 
     /// Events for ``poll(_:timeoutMilliseconds:)``.

@@ -60,16 +60,19 @@ public final class PacketBatch {
         return UnsafeRawBufferPointer(start: buffers[index], count: Swift.min(sizes[index], capacity))
     }
 
-    fileprivate func receiveOne(_ fd: FileDescriptor, flags: Int32) -> Int {
-        let received = Glibc.recv(fd.rawValue, buffers[0], capacity, flags | AIRLOCK_MSG_TRUNC)
-        if received >= 0 {
-            sizes[0] = received
-            truncated[0] = received > capacity ? 1 : 0
-            count = 1
-        } else {
-            count = 0
+    /// The first slot, for a single receive.
+    fileprivate var firstSlot: UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(start: buffers[0], count: capacity)
+    }
+
+    /// Records what a single receive into ``firstSlot`` returned (not `wouldBlock`).
+    fileprivate func recordSingle(_ result: Posix.PacketResult) {
+        switch result {
+        case .packet(let size): (sizes[0], truncated[0]) = (size, 0)
+        case .endOfFile, .wouldBlock: (sizes[0], truncated[0]) = (0, 0)
+        case .truncated(_, let size): (sizes[0], truncated[0]) = (size, 1)
         }
-        return received
+        count = 1
     }
 
     fileprivate func receive(_ fd: FileDescriptor, flags: Int32) -> Int32 {
@@ -95,7 +98,9 @@ extension Posix {
     /// ``PacketBatch/bytes(_:)``), or `nil` when the descriptor is non-blocking and nothing
     /// is queued.
     public static func receivePacket(_ fd: FileDescriptor, into batch: PacketBatch, flags: MessageFlags = []) throws(SystemCallError) -> Int? {
-        guard try retryingInterruptsUnlessWouldBlock("recv", batch.receiveOne(fd, flags: flags.rawValue)) != nil else { return nil }
+        let result = try receivePacket(fd, into: batch.firstSlot, flags: flags)
+        if result == .wouldBlock { return nil }
+        batch.recordSingle(result)
         return 1
     }
 }

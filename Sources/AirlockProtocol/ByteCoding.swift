@@ -92,20 +92,13 @@ public struct ByteWriter: ~Copyable, @unchecked Sendable {
 
     /// A `str`: u32 byte count and UTF-8 bytes.
     public mutating func str(_ value: String) {
-        // Read in place (native strings, small ones included, are contiguous UTF-8); the
-        // mutating `withUTF8` would copy the string first, a retain and a release per field.
-        let done: Void? = value.utf8.withContiguousStorageIfAvailable { utf8 in
-            reserve(4 + utf8.count)
-            u32(UInt32(utf8.count))
-            append(UnsafeRawBufferPointer(utf8))
-        }
+        // Same layout as a `bytes` field. Read in place (native strings, small ones
+        // included, are contiguous UTF-8); the mutating `withUTF8` would copy the string
+        // first, a retain and a release per field.
+        let done: Void? = value.utf8.withContiguousStorageIfAvailable { blob(UnsafeRawBufferPointer($0)) }
         if done == nil {
             var copy = value
-            copy.withUTF8 { utf8 in
-                reserve(4 + utf8.count)
-                u32(UInt32(utf8.count))
-                append(UnsafeRawBufferPointer(utf8))
-            }
+            copy.withUTF8 { blob(UnsafeRawBufferPointer($0)) }
         }
     }
 

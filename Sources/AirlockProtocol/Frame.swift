@@ -225,6 +225,16 @@ public struct FrameDecoder: Sendable {
         return length + 4
     }
 
+    /// The type and size (length prefix included) of the next frame when all of it has
+    /// arrived; nil when more bytes are needed. Throws, like ``next()``, as soon as a
+    /// length prefix is out of bounds.
+    ///
+    /// Mutating only so that a decoder stored in a class is read in place, not copied.
+    public mutating func peekFrame() throws(ProtocolError) -> (type: UInt16, size: Int)? {
+        guard let size = try completeFrameSize() else { return nil }
+        return (peekType(), size)
+    }
+
     /// The type field of the next frame (call once ``completeFrameSize()`` found it whole).
     func peekType() -> UInt16 {
         UInt16(buffer[readIndex + 4]) | UInt16(buffer[readIndex + 5]) << 8

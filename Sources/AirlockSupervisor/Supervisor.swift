@@ -65,12 +65,14 @@ public final class Supervisor {
     var cgroup: DelegatedCgroup?
     /// Scratch buffer for reads from client sockets (worker packets arrive in ``packetBatch``).
     var readBuffer: UnsafeMutableRawBufferPointer
-    /// Buffers for receiving worker packets in batches (one `recvmmsg` per wake-up).
+    /// Buffers for receiving worker packets (one `recv`, or a `recvmmsg` batch, per wake-up;
+    /// see ``drainChannel(_:)``).
     let packetBatch: PacketBatch
     /// Set while ``drainChannel(_:)`` walks ``packetBatch``.
     var drainingChannel = false
-    /// See ``withScratchBytes(_:)``.
-    private var scratchBytes: [UInt8] = []
+    /// Packets from workers other than results and completions are copied here to be
+    /// decoded (the decoder reads arrays): kept between packets, up to 64 KiB.
+    var scratchBytes: [UInt8] = []
     /// Frames to workers and clients are encoded here (see ``encode(_:)``): no allocation
     /// per frame.
     var frameWriter = ByteWriter(reservingCapacity: 64 << 10)
@@ -108,23 +110,17 @@ public final class Supervisor {
         readBuffer.deallocate()
     }
 
-    /// Encodes `frame` into ``frameWriter``, replacing what it held. Read the bytes with
-    /// `frameWriter.withUnsafeBytes` before anything else encodes.
-    func encode(_ frame: Frame) {
+    /// Encodes a frame into ``frameWriter`` with `body`, replacing what it held (memory is
+    /// kept up to 1 MiB). Read the bytes with `frameWriter.withUnsafeBytes` before anything
+    /// else encodes.
+    func encodeFrame(_ body: (inout ByteWriter) -> Void) {
         frameWriter.removeAll(keepingCapacity: 1 << 20)
-        frame.encode(into: &frameWriter)
+        body(&frameWriter)
     }
 
-    /// Runs `body` with the supervisor's reused byte array, empty (for packets decoded from
-    /// workers: no allocation per frame). It is taken out
-    /// while in use, so a nested use gets a new one; it is kept afterwards unless it grew
-    /// beyond 64 KiB.
-    func withScratchBytes<Result, Failure: Error>(_ body: (inout [UInt8]) throws(Failure) -> Result) throws(Failure) -> Result {
-        var bytes: [UInt8] = []
-        swap(&bytes, &scratchBytes)
-        bytes.removeAll(keepingCapacity: true)
-        defer { if bytes.capacity <= 64 << 10 { scratchBytes = bytes } }
-        return try body(&bytes)
+    /// Encodes `frame` into ``frameWriter`` (see ``encodeFrame(_:)``).
+    func encode(_ frame: Frame) {
+        encodeFrame { frame.encode(into: &$0) }
     }
 
     /// Binds the socket (unless inherited), serves until SIGTERM or SIGINT, stops every
@@ -521,16 +517,21 @@ public final class Supervisor {
 
     /// Queues the frame in ``frameWriter`` on a connection.
     func queueEncoded(on connection: ClientConnection) {
-        if !connection.isDirty { dirtyConnections.append(connection) }
+        noteOutput(on: connection)
         frameWriter.withUnsafeBytes { connection.enqueue(encoded: $0) }
     }
 
     /// Relays a frame received from a worker as it is, under a header rewritten in place
     /// (see ``ClientConnection/enqueueOrWrite(_:)``).
     func queueRelayed(_ frame: UnsafeMutableRawBufferPointer, type: MessageType, operationID: UInt64, on connection: ClientConnection) {
-        if !connection.isDirty { dirtyConnections.append(connection) }
+        noteOutput(on: connection)
         ResultFrames.rewriteHeader(frame, type: type, operationID: operationID)
         connection.enqueueOrWrite(UnsafeRawBufferPointer(frame))
+    }
+
+    /// Puts a connection about to get output on the list flushed after the batch (once).
+    private func noteOutput(on connection: ClientConnection) {
+        if !connection.isDirty { dirtyConnections.append(connection) }
     }
 
     private func flushConnections() {
@@ -558,16 +559,15 @@ public final class Supervisor {
         }
     }
 
-    /// Sends a frame to a client connection (if it is still there).
+    /// Sends a frame to a client connection (if it is still there and not closing).
     func send(_ frame: Frame, to connectionID: UInt64) {
-        guard connectionID != 0, let connection = connections[connectionID] else { return }
-        send(frame, to: connection)
+        guard connectionID != 0, let connection = connections[connectionID], acceptsOutput(connection) else { return }
+        queue(frame, on: connection)
     }
 
-    /// Sends a frame to a client connection unless it is closing.
-    func send(_ frame: Frame, to connection: ClientConnection) {
-        guard connection.isOpen, connection.state != .closing else { return }
-        queue(frame, on: connection)
+    /// True while frames may be queued on the connection (open, and not closing after an `ERROR`).
+    private func acceptsOutput(_ connection: ClientConnection) -> Bool {
+        connection.isOpen && connection.state != .closing
     }
 
     /// Completes a client operation with an error or success, with Airlock's message.
@@ -580,11 +580,12 @@ public final class Supervisor {
                 "connection_id": .stringConvertible(connectionID),
             ])
         }
-        guard let connection, connection.isOpen, connection.state != .closing else { return }
+        guard let connection, acceptsOutput(connection) else { return }
         // Written straight into the frame writer: no Message for the commonest answer.
-        frameWriter.removeAll(keepingCapacity: 1 << 20)
-        CompletionFrame.encodeOperationComplete(
-            operationID: operationID, errorCode: code, extendedInformation: extendedInformation, message: message, into: &frameWriter)
+        encodeFrame {
+            CompletionFrame.encodeOperationComplete(
+                operationID: operationID, errorCode: code, extendedInformation: extendedInformation, message: message, into: &$0)
+        }
         queueEncoded(on: connection)
     }
 }

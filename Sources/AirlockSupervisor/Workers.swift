@@ -41,11 +41,12 @@ extension Supervisor {
         guard register(plugin, operation: operation, route: route, connection: connection) else { return }
         if plugin.state == .running {
             guard plugin.channel != nil else { return }
-            frameWriter.removeAll(keepingCapacity: 1 << 20)
-            request.encodeWorkerRequest(
-                operationID: operation, senderName: connection.peer.userName, authenticationMechanism: connection.peer.authenticationMechanism,
-                resourceURI: shell.resourceURI, locale: Self.defaultLocale, dataLocale: Self.defaultLocale, timeoutMs: timeoutMs,
-                httpURL: connection.peer.httpURL, into: &frameWriter)
+            encodeFrame {
+                request.encodeWorkerRequest(
+                    operationID: operation, senderName: connection.peer.userName, authenticationMechanism: connection.peer.authenticationMechanism,
+                    resourceURI: shell.resourceURI, locale: Self.defaultLocale, dataLocale: Self.defaultLocale, timeoutMs: timeoutMs,
+                    httpURL: connection.peer.httpURL, into: &$0)
+            }
             sendEncodedToWorker(plugin)
         } else {
             let context = requestContext(connection.peer, resourceURI: shell.resourceURI, timeoutMs: timeoutMs)
@@ -375,10 +376,9 @@ extension Supervisor {
             let frame: Frame
             do {
                 // Copied into the reused buffer (the decoder reads arrays): no allocation.
-                frame = try withScratchBytes { (bytes) throws(ProtocolError) in
-                    bytes.append(contentsOf: packet)
-                    return try Frame.decode(bytes, maxFrameSize: config.maxFrameSize + 4096)
-                }
+                scratchBytes.removeAll(keepingCapacity: scratchBytes.capacity <= 64 << 10)
+                scratchBytes.append(contentsOf: packet)
+                frame = try Frame.decode(scratchBytes, maxFrameSize: config.maxFrameSize + 4096)
             } catch {
                 recycle(plugin, because: "it sent a malformed frame (\(error.message))")
                 return false

@@ -101,15 +101,11 @@ final class WorkerChannel: Sendable {
     /// Blocks until the next packet and returns it (its bytes at the start of `buffer`), or
     /// `nil` when the supervisor closed its end. A packet larger than `buffer` or a receive
     /// error is fatal.
-    ///
-    /// A plain `recv` with `MSG_TRUNC`, which on a `SOCK_SEQPACKET` socket returns the
-    /// packet's real length (so a larger packet is detected), without the message header
-    /// `recvmsg` copies in and out.
     func receive(into buffer: UnsafeMutableRawBufferPointer, maxFrameSize: Int) -> UnsafeRawBufferPointer? {
         while true {
-            let received: Int?
+            let result: Posix.PacketResult
             do throws(SystemCallError) {
-                received = try Posix.receive(fd, into: buffer, flags: .truncate)
+                result = try Posix.receivePacket(fd, into: buffer)
             } catch {
                 if error.errno == .connectionReset { return nil }
                 if error.errno == .badFileDescriptor {
@@ -117,14 +113,16 @@ final class WorkerChannel: Sendable {
                 }
                 fatal("cannot receive from the supervisor channel (fd 3): \(error)")
             }
-            // nil: EAGAIN (the descriptor is blocking; retry). 0: end of file (the protocol
-            // never sends an empty packet).
-            guard let size = received else { continue }
-            if size == 0 { return nil }
-            if size > buffer.count {
+            switch result {
+            case .wouldBlock:
+                continue  // the descriptor is blocking: retry
+            case .endOfFile:
+                return nil
+            case .truncated(_, let size):
                 fatal("protocol violation by the supervisor: a packet of \(size) bytes exceeds the maximum frame size of \(maxFrameSize) bytes")
+            case .packet(let size):
+                return UnsafeRawBufferPointer(rebasing: buffer[0..<size])
             }
-            return UnsafeRawBufferPointer(rebasing: buffer[0..<size])
         }
     }
 

@@ -99,6 +99,12 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The supervisor–worker channel's shared-memory rings.
+        .target(
+            name: "AirlockChannel",
+            dependencies: ["AirlockPosix", "CAirlockShims"],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "AirlockSandbox",
             dependencies: ["AirlockPosix", "AirlockProtocol", "CAirlockShims"],
@@ -106,7 +112,7 @@ let package = Package(
         ),
         .target(
             name: "AirlockWorker",
-            dependencies: ["AirlockProtocol", "AirlockPosix", "AirlockSandbox", "CWSMan", "CAirlockShims"],
+            dependencies: ["AirlockProtocol", "AirlockPosix", "AirlockChannel", "AirlockSandbox", "CWSMan", "CAirlockShims"],
             // As for the supervisor: release builds skip the dynamic exclusivity checks
             // (swift::runtime::AccessSet on every request); debug builds and tests keep them.
             swiftSettings: swiftSettings + [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
@@ -114,7 +120,7 @@ let package = Package(
         .target(
             name: "AirlockSupervisor",
             dependencies: [
-                "AirlockProtocol", "AirlockPosix", "AirlockSandbox", "CAirlockShims",
+                "AirlockProtocol", "AirlockPosix", "AirlockChannel", "AirlockSandbox", "CAirlockShims",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],

@@ -192,12 +192,14 @@ final class PluginRuntime {
     var pid: pid_t = 0
     var channel: FileDescriptor?
     var channelToken: UInt64 = 0
+    /// The shared-memory half of the channel (while a worker runs).
+    var rings: WorkerRings?
     var outputPipes: [(fd: FileDescriptor, token: UInt64, stream: String)] = []
     var lineBuffers: [String: [UInt8]] = [:]
     var startedAt: UInt64 = 0
     var readyAt: UInt64 = 0
+    /// Frames for the worker that did not fit its request ring, in order.
     var pendingWrites: [[UInt8]] = []
-    var wantsWritable = false
     var routes = RouteTable()
     var queued: [QueuedRequest] = []
     var nextOperationID: UInt64 = 1

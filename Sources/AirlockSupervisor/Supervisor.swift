@@ -63,12 +63,15 @@ public final class Supervisor {
     /// The delegated cgroup v2 subtree (systemd `Delegate=yes`), when there is one: each
     /// worker then runs in `workers/<plug-in>` with memory.max and pids.max.
     var cgroup: DelegatedCgroup?
-    /// Scratch buffer for reads from client sockets (worker packets arrive in ``packetBatch``).
+    /// Scratch buffer for reads from client sockets (worker frames arrive in ``ringBuffer``).
     var readBuffer: UnsafeMutableRawBufferPointer
-    /// Buffers for receiving worker packets (one `recv`, or a `recvmmsg` batch, per wake-up;
-    /// see ``drainChannel(_:)``).
+    /// Each frame from a worker's ring is copied here and handled from here (see
+    /// ``drainRing(_:)``); a larger one ends the worker.
+    let ringBuffer: UnsafeMutableRawBufferPointer
+    /// Buffers for the rare packets on a worker's socket (`W_FATAL`, or what a plug-in
+    /// wrote to descriptor 3; see ``drainChannel(_:)``).
     let packetBatch: PacketBatch
-    /// Set while ``drainChannel(_:)`` walks ``packetBatch``.
+    /// Set while ``drainRing(_:)`` or ``drainChannel(_:)`` handles frames from their buffers.
     var drainingChannel = false
     /// Packets from workers other than results and completions are copied here to be
     /// decoded (the decoder reads arrays): kept between packets, up to 64 KiB.
@@ -93,7 +96,8 @@ public final class Supervisor {
         self.logger = logger
         self.loop = try EventLoop()
         self.readBuffer = .allocate(byteCount: max(configuration.maxFrameSize, 1 << 20) + 4096, alignment: 16)
-        self.packetBatch = PacketBatch(slots: 16, capacity: max(configuration.maxFrameSize, 1 << 20) + 4096)
+        self.ringBuffer = .allocate(byteCount: max(configuration.maxFrameSize, 1 << 20) + 4096, alignment: 16)
+        self.packetBatch = PacketBatch(slots: 4, capacity: max(configuration.maxFrameSize, 1 << 20) + 4096)
         self.devNull = try Posix.open("/dev/null", flags: O_RDWR)
         if let inherited = listeningSocket {
             listener = FileDescriptor(rawValue: inherited)
@@ -108,6 +112,7 @@ public final class Supervisor {
 
     deinit {
         readBuffer.deallocate()
+        ringBuffer.deallocate()
     }
 
     /// Encodes a frame into ``frameWriter`` with `body`, replacing what it held (memory is

@@ -1,3 +1,4 @@
+import AirlockChannel
 import AirlockPosix
 import AirlockProtocol
 import Glibc
@@ -40,7 +41,7 @@ extension Supervisor {
     ) {
         guard register(plugin, operation: operation, route: route, connection: connection) else { return }
         if plugin.state == .running {
-            guard plugin.channel != nil else { return }
+            guard plugin.rings != nil else { return }
             encodeFrame {
                 request.encodeWorkerRequest(
                     operationID: operation, senderName: connection.peer.userName, authenticationMechanism: connection.peer.authenticationMechanism,
@@ -92,54 +93,57 @@ extension Supervisor {
     }
 
     func writeToWorker(_ plugin: PluginRuntime, _ frame: Frame) {
-        guard plugin.channel != nil else { return }
+        guard plugin.rings != nil else { return }
         // Encoded into the kept writer: a frame the channel takes at once costs no allocation.
         encode(frame)
         sendEncodedToWorker(plugin)
     }
 
-    /// Sends the frame in ``frameWriter`` to the worker, or queues a copy of it (and asks
-    /// for writability) when the channel is full or others wait before it.
+    /// Writes the frame in ``frameWriter`` to the worker's request ring (waking a reader
+    /// that sleeps on it), or queues a copy when the ring is full or frames wait before it.
     private func sendEncodedToWorker(_ plugin: PluginRuntime) {
-        guard let channel = plugin.channel else { return }
-        var outcome: Result<Int?, SystemCallError> = .success(nil)
+        guard let rings = plugin.rings else { return }
         if plugin.pendingWrites.isEmpty {
-            outcome = frameWriter.withUnsafeBytes { buffer in
-                Result { () throws(SystemCallError) in try Posix.send(channel, buffer, flags: .dontWait) }
-            }
-        }
-        switch outcome {
-        case .success(.some):
-            return
-        case .failure(let error):
-            recycle(plugin, because: "its channel failed: \(error)")
-        case .success(.none):
-            // The channel is full, or frames wait before this one: queue a copy.
-            plugin.pendingWrites.append(frameWriter.bytes)
-            if !plugin.wantsWritable {
-                plugin.wantsWritable = true
-                loop.modify(channel, token: plugin.channelToken, events: [.input, .output])
-            }
-        }
-    }
-
-    func flushWorkerWrites(_ plugin: PluginRuntime) {
-        guard let channel = plugin.channel else { plugin.pendingWrites.removeAll(); return }
-        while let first = plugin.pendingWrites.first {
+            let written: Bool
             do {
-                let sent = try first.withUnsafeBytes { buffer throws(SystemCallError) in try Posix.send(channel, buffer, flags: .dontWait) }
-                guard sent != nil else { break }
-                plugin.pendingWrites.removeFirst()
+                written = try frameWriter.withUnsafeBytes { buffer throws(RingError) in try rings.requests.write(buffer) }
             } catch {
-                recycle(plugin, because: "its channel failed: \(error)")
+                recycle(plugin, because: "it corrupted its channel's shared memory (\(error))")
+                return
+            }
+            if written {
+                if rings.requests.consumersAreWaiting { rings.requests.wakeConsumer() }
                 return
             }
         }
-        let want = !plugin.pendingWrites.isEmpty
-        if want != plugin.wantsWritable {
-            plugin.wantsWritable = want
-            loop.modify(channel, token: plugin.channelToken, events: want ? [.input, .output] : [.input])
+        plugin.pendingWrites.append(frameWriter.bytes)
+        flushWorkerWrites(plugin)
+    }
+
+    /// Writes the queued frames that fit the request ring. When some still do not, the
+    /// worker is asked to ring the doorbell once it frees space, which calls this again.
+    func flushWorkerWrites(_ plugin: PluginRuntime) {
+        guard let rings = plugin.rings else { plugin.pendingWrites.removeAll(); return }
+        var announced = false
+        var wrote = false
+        while !plugin.pendingWrites.isEmpty {
+            do {
+                while let first = plugin.pendingWrites.first {
+                    guard try first.withUnsafeBytes({ buffer throws(RingError) in try rings.requests.write(buffer) }) else { break }
+                    plugin.pendingWrites.removeFirst()
+                    wrote = true
+                }
+            } catch {
+                recycle(plugin, because: "it corrupted its channel's shared memory (\(error))")
+                return
+            }
+            // Full: ask for the doorbell, then look once more (space freed just before the
+            // request would ring nothing).
+            if plugin.pendingWrites.isEmpty || announced { break }
+            rings.requests.announceWaitingForSpace()
+            announced = true
         }
+        if wrote, rings.requests.consumersAreWaiting { rings.requests.wakeConsumer() }
     }
 
     func sendCancel(_ plugin: PluginRuntime, operation: UInt64) {
@@ -203,6 +207,13 @@ extension Supervisor {
             try? UnixSocket.setBufferSize(fd, .send, bytes: 4 << 20)
             try? UnixSocket.setBufferSize(fd, .receive, bytes: 4 << 20)
         }
+        // The rings carry the largest frame either way: a client's frame plus the request
+        // context, or a worker's result of up to the envelope size plus its header.
+        let (region, regionFD) = try ChannelRegion.create(
+            toWorker: ChannelRegion.capacity(forRecordsUpTo: config.maxFrameSize + 8192),
+            toSupervisor: ChannelRegion.capacity(forRecordsUpTo: config.maxFrameSize + 65_536))
+        cleanup.append(regionFD)
+        let rings = WorkerRings(region: region, doorbell: try EventDescriptor())
         let out = try Posix.pipe()
         let err = try Posix.pipe()
         cleanup += [out.write, err.write]
@@ -235,6 +246,7 @@ extension Supervisor {
             fileDescriptors: [
                 .init(source: devNull, target: 0), .init(source: out.write, target: 1),
                 .init(source: err.write, target: 2), .init(source: theirs, target: 3),
+                .init(source: regionFD, target: 4), .init(source: rings.doorbell.fd, target: 5),
             ],
             newSession: true)
         plugin.generation += 1
@@ -250,6 +262,10 @@ extension Supervisor {
         plugin.threadsLeftAfterShutdown = nil
         plugin.channelToken = try loop.register(ours, events: .input) { [unowned self, unowned plugin] events in
             self.channelEvent(plugin, events: events)
+        }
+        plugin.rings = rings
+        rings.doorbellToken = try loop.register(rings.doorbell.fd, events: [.input, .edgeTriggered]) { [unowned self, unowned plugin] _ in
+            self.doorbellRang(plugin)
         }
         for (fd, stream) in [(out.read, "stdout"), (err.read, "stderr")] {
             try Posix.setNonBlocking(fd)
@@ -288,22 +304,87 @@ extension Supervisor {
 
     // MARK: - The channel
 
+    /// The socket half of the channel: `W_FATAL`, anything a plug-in wrote to descriptor
+    /// 3, and the end of file of a dying worker. What the worker wrote to its ring before
+    /// is handled first.
     private func channelEvent(_ plugin: PluginRuntime, events: Epoll.Events) {
-        if events.contains(.output) { flushWorkerWrites(plugin) }
-        if events.contains(.input) || events.contains(.hangup) || events.contains(.error) {
-            drainChannel(plugin)
+        drainRing(plugin)
+        drainChannel(plugin)
+    }
+
+    private func doorbellRang(_ plugin: PluginRuntime) {
+        drainRing(plugin)
+        if !plugin.pendingWrites.isEmpty, plugin.rings?.answers.takeProducerWaiting() != nil { flushWorkerWrites(plugin) }
+    }
+
+    /// Frames handled per turn of the event loop from one worker's ring before others get
+    /// their turn (the rest are handled on the next turn: nothing rings again for them).
+    static let ringBudget = 64
+
+    /// Reads and handles the frames in the worker's ring, up to ``ringBudget``; the rest
+    /// wait for the next turn of the event loop. Each record is copied out (checked) before
+    /// it is read, and its space published at once, so a worker waiting for room goes on.
+    func drainRing(_ plugin: PluginRuntime) {
+        guard let rings = plugin.rings else { return }
+        // Records are copied into the one ring buffer: a nested drain (none is known) would
+        // overwrite the record being handled, so it leaves the records to the next turn.
+        guard !drainingChannel else { scheduleDrain(plugin); return }
+        drainingChannel = true
+        defer { drainingChannel = false }
+        let buffer = ringBuffer
+        for _ in 0..<Self.ringBudget {
+            let result: RingConsumer.ReadResult
+            do {
+                result = try rings.answers.read(into: buffer)
+            } catch {
+                recycle(plugin, because: "it corrupted its channel's shared memory (\(error))")
+                return
+            }
+            rings.answers.publish()
+            if rings.answers.producerIsWaiting { rings.answers.wakeProducer() }
+            switch result {
+            case .empty:
+                // Published and fenced: a record written after this check rings the doorbell.
+                if !rings.answers.hasRecords { return }
+            case .oversized(let size):
+                recycle(plugin, because: "it sent a \(size)-byte frame, above the \(config.maxFrameSize)-byte limit")
+                return
+            case .record(let size):
+                guard handleWorkerPacket(.packet(size), UnsafeRawBufferPointer(rebasing: buffer[0..<size]), from: plugin),
+                      plugin.rings === rings
+                else { return }
+            }
+        }
+        scheduleDrain(plugin)
+    }
+
+    /// Drains the worker's ring again on the next turn of the event loop.
+    private func scheduleDrain(_ plugin: PluginRuntime) {
+        let generation = plugin.generation
+        _ = loop.schedule(afterNanoseconds: 0) { [unowned self, unowned plugin] in
+            guard plugin.generation == generation else { return }
+            self.drainRing(plugin)
         }
     }
 
-    /// Reads and handles the packets waiting on the channel.
-    ///
-    /// When at most one operation awaits an answer, its answer usually comes alone: the
-    /// first packet is taken with a plain `recv` (a `recvmmsg` costs about half a system
-    /// call more here), and if nothing awaits an answer after it, the loop stops; the
-    /// level-triggered registration reports anything else that is queued. Otherwise packets
-    /// come a batch per system call (`recvmmsg`): a batch that is not full means the channel
-    /// was empty, so no receive is spent on `EAGAIN`; after 16 full batches the loop moves
-    /// on and the registration reports the rest.
+    /// Closes both halves of the channel: the socket and the rings (with their doorbell).
+    /// Frames still queued for the worker are dropped.
+    private func closeChannel(_ plugin: PluginRuntime) {
+        if let channel = plugin.channel {
+            loop.unregister(channel, token: plugin.channelToken)
+            try? Posix.close(channel)
+            plugin.channel = nil
+        }
+        if let rings = plugin.rings {
+            loop.unregister(rings.doorbell.fd, token: rings.doorbellToken)
+            plugin.rings = nil
+        }
+        plugin.pendingWrites.removeAll()
+    }
+
+    /// Reads and handles the packets waiting on the channel's socket, a `recvmmsg` batch
+    /// per system call: a batch that is not full means the socket was empty; after 16 full
+    /// batches the loop moves on and the level-triggered registration reports the rest.
     func drainChannel(_ plugin: PluginRuntime) {
         // Handling a packet never drains a channel again; if it ever did, the batch's
         // buffers would be overwritten under the loop, so the inner call leaves its packets
@@ -312,16 +393,6 @@ extension Supervisor {
         drainingChannel = true
         defer { drainingChannel = false }
         let batch = packetBatch
-        if plugin.routes.awaitingAnswer <= 1, let channel = plugin.channel {
-            do {
-                guard try Posix.receivePacket(channel, into: batch, flags: .dontWait) != nil else { return }
-            } catch {
-                channelClosed(plugin, why: "its channel failed: \(error)")
-                return
-            }
-            guard handleWorkerPacket(batch.result(0), batch.bytes(0), from: plugin), plugin.channel == channel else { return }
-            if plugin.routes.awaitingAnswer == 0 { return }
-        }
         var batches = 0
         while let channel = plugin.channel, batches < 16 {
             batches += 1
@@ -389,12 +460,8 @@ extension Supervisor {
     }
 
     private func channelClosed(_ plugin: PluginRuntime, why: String) {
-        guard let channel = plugin.channel else { return }
-        loop.unregister(channel, token: plugin.channelToken)
-        try? Posix.close(channel)
-        plugin.channel = nil
-        plugin.pendingWrites.removeAll()
-        plugin.wantsWritable = false
+        guard plugin.channel != nil else { return }
+        closeChannel(plugin)
         // Usually the process is dying anyway and its exit status says why; give it a
         // moment to finish dying. If it is still there, it is killed, and the closed
         // channel becomes the reason.
@@ -739,12 +806,7 @@ extension Supervisor {
         guard plugin.pid != 0 else { return }
         if plugin.stopReason == nil { plugin.stopReason = because }
         logger.error("recycling worker: \(because)", metadata: log(plugin))
-        if let channel = plugin.channel {
-            loop.unregister(channel, token: plugin.channelToken)
-            try? Posix.close(channel)
-            plugin.channel = nil
-            plugin.pendingWrites.removeAll()
-        }
+        closeChannel(plugin)
         killWorker(plugin)
     }
 
@@ -758,12 +820,9 @@ extension Supervisor {
 
     private func workerExited(_ plugin: PluginRuntime, status: WaitStatus) {
         // Frames written just before death (W_FATAL, completions) come first.
+        drainRing(plugin)
         if plugin.channel != nil { drainChannel(plugin) }
-        if let channel = plugin.channel {
-            loop.unregister(channel, token: plugin.channelToken)
-            try? Posix.close(channel)
-            plugin.channel = nil
-        }
+        closeChannel(plugin)
         for pipe in plugin.outputPipes {
             pluginOutput(plugin, fd: pipe.fd, stream: pipe.stream)
         }
@@ -772,8 +831,6 @@ extension Supervisor {
             try? Posix.close(pipe.fd)
         }
         plugin.outputPipes.removeAll()
-        plugin.pendingWrites.removeAll()
-        plugin.wantsWritable = false
         if let timer = plugin.shutdownTimer { loop.cancelTimer(timer); plugin.shutdownTimer = nil }
         let pid = plugin.pid
         plugin.pid = 0

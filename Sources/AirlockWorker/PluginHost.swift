@@ -123,13 +123,9 @@ final class PluginHost: @unchecked Sendable {
         self.configuration = configuration
     }
 
-    /// Makes the channel's send buffer large enough for one maximum-size frame (a
-    /// `SOCK_SEQPACKET` packet must fit in it whole); call it while still privileged.
-    func sizeChannelSendBuffer() {
-        try? UnixSocket.setBufferSize(channel.fd, .send, bytes: Int32(clamping: maxEnvelopeSize + 65_536), force: true)
-        if let size = try? UnixSocket.bufferSize(channel.fd, .send) {
-            maxFrameSize = min(maxEnvelopeSize, Int(size) - 64)
-        }
+    /// Bounds the frames this worker sends by what a ring of the channel carries whole.
+    func boundFrameSize() {
+        maxFrameSize = min(maxEnvelopeSize, channel.largestFrame)
     }
 
     /// The largest data one `W_RESULT` carries (`WSMAN_PLUGIN_PARAMS_LARGEST_RESULT_SIZE`).

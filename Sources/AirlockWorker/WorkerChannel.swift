@@ -1,21 +1,94 @@
+import AirlockChannel
 import AirlockPosix
 import AirlockProtocol
 import Glibc
+import Synchronization
 
-/// The worker's end of the channel to the supervisor: file descriptor 3, one end of a
-/// `SOCK_SEQPACKET` socket pair. Every packet is exactly one frame.
+/// The worker's end of the channel to the supervisor (PROTOCOL.md §5.5): two rings in
+/// shared memory (descriptor 4, mapped and closed at start), the supervisor's doorbell
+/// (descriptor 5, an eventfd), and a `SOCK_SEQPACKET` socket (descriptor 3) for `W_FATAL`.
 ///
-/// Any thread may send: one `send` per frame keeps frames whole without a lock, and a
-/// blocking send is the natural backpressure when the supervisor falls behind.
+/// Every frame is one record of a ring. Any thread may send: the request ring's writer is
+/// behind a lock, and a full ring blocks the sender until the supervisor frees space (the
+/// natural backpressure). Reader threads take requests one at a time; those with nothing
+/// to read sleep on the ring's tail, and each request wakes one of them.
 final class WorkerChannel: Sendable {
     /// The channel of this process.
-    static let shared = WorkerChannel(fd: FileDescriptor(rawValue: 3))
+    static let shared = WorkerChannel.attach()
 
-    /// The descriptor (3).
+    /// The socket (3): `W_FATAL`, and the supervisor's end of file when it is gone.
     let fd: FileDescriptor
+    /// The doorbell (5): rung when the supervisor may be waiting for what was just done.
+    let doorbell: FileDescriptor
+    /// The shared memory of the rings.
+    let region: ChannelRegion
+    /// Frames to the supervisor.
+    private let answers: Mutex<RingProducer>
+    /// Requests from the supervisor.
+    private let requests: Mutex<RingConsumer>
 
-    init(fd: FileDescriptor) {
+    private init(fd: FileDescriptor, doorbell: FileDescriptor, region: ChannelRegion) {
         self.fd = fd
+        self.doorbell = doorbell
+        self.region = region
+        answers = Mutex(RingProducer(region.toSupervisor))
+        requests = Mutex(RingConsumer(region.toWorker))
+    }
+
+    /// Checks descriptors 3 to 5 and maps the rings; a worker not started by airlockd
+    /// (or started by a different build) says so and ends with status 64.
+    private static func attach() -> WorkerChannel {
+        var status = stat()
+        if fstat(3, &status) != 0 || status.st_mode & S_IFMT != S_IFSOCK {
+            WorkerLog.write("descriptor 3 is not the supervisor's channel (a SOCK_SEQPACKET socket); airlock-worker is started by airlockd")
+            _exit(64)
+        }
+        let region: ChannelRegion
+        do throws(ChannelRegionError) {
+            region = try ChannelRegion.attach(FileDescriptor(rawValue: 4))
+        } catch {
+            WorkerLog.write("descriptor 4 is not the channel's shared memory (\(error)); airlock-worker is started by airlockd")
+            _exit(64)
+        }
+        _ = Glibc.close(4)
+        if fstat(5, &status) != 0 {
+            WorkerLog.write("descriptor 5 (the supervisor's doorbell) is not open; airlock-worker is started by airlockd")
+            _exit(64)
+        }
+        return WorkerChannel(fd: FileDescriptor(rawValue: 3), doorbell: FileDescriptor(rawValue: 5), region: region)
+    }
+
+    /// The largest frame a ring carries whole.
+    var largestFrame: Int { min(region.toSupervisor.capacity, region.toWorker.capacity) / 2 }
+
+    /// Rings the supervisor's doorbell. A full counter (only a plug-in writing to the
+    /// descriptor can fill it) is left as it is; a closed doorbell is fatal.
+    private func ringDoorbell() {
+        var one: UInt64 = 1
+        while Glibc.write(doorbell.rawValue, &one, 8) < 0 {
+            let error = errno
+            if error == EINTR { continue }
+            if error == EAGAIN { return }
+            fatal("cannot ring the supervisor's doorbell (fd 5), closed or replaced inside the worker by the plug-in or a library it uses: \(String(cString: strerror(error)))")
+        }
+    }
+
+    /// Writes one record of `parts` to the supervisor's ring, waiting for space when it is
+    /// full, and rings the doorbell when the supervisor had read everything before it.
+    private func write(_ parts: UnsafeRawBufferPointer..., type: MessageType) {
+        let count = parts.reduce(0) { $0 + $1.count }
+        let caughtUp: Bool
+        do throws(RingError) {
+            caughtUp = try answers.withLock { producer throws(RingError) in
+                while try !producer.write(parts: parts) {
+                    try producer.waitForSpace(forRecord: count)
+                }
+                return producer.consumerHadCaughtUp
+            }
+        } catch {
+            fatal("cannot write \(type.wireName) (\(count) bytes) to the supervisor's ring: \(error)")
+        }
+        if caughtUp { ringDoorbell() }
     }
 
     /// Sends one frame. When the supervisor is gone (`EPIPE`, `ECONNRESET`) the process
@@ -35,17 +108,10 @@ final class WorkerChannel: Sendable {
         let (head, tail) = ResultFrames.binaryResultParts(
             type: .workerResult, operationID: operationID, resultFlags: flags, stream: stream, byteCount: data.count,
             commandState: commandState, exitCode: exitCode)
-        let outcome = head.withUnsafeBytes { head in
+        head.withUnsafeBytes { head in
             tail.withUnsafeBytes { tail in
-                Result { () throws(SystemCallError) -> Int? in try Posix.send(fd, head, data, tail) }
+                write(head, data, tail, type: .workerResult)
             }
-        }
-        if case .failure(let error) = outcome {
-            if error.errno == .brokenPipe || error.errno == .connectionReset || error.errno == .socketNotConnected {
-                _exit(0)
-            }
-            WorkerLog.write("cannot send W_RESULT (\(head.count + data.count + tail.count) bytes) on the supervisor channel (fd 3): \(error)")
-            _exit(70)
         }
     }
 
@@ -70,15 +136,7 @@ final class WorkerChannel: Sendable {
 
     /// Sends one encoded frame of type `type` (for the error message).
     private func send(_ bytes: UnsafeRawBufferPointer, type: MessageType) {
-        do throws(SystemCallError) {
-            _ = try Posix.send(fd, bytes)
-        } catch {
-            if error.errno == .brokenPipe || error.errno == .connectionReset || error.errno == .socketNotConnected {
-                _exit(0)
-            }
-            WorkerLog.write("cannot send \(type.wireName) (\(bytes.count) bytes) on the supervisor channel (fd 3): \(error)")
-            _exit(70)
-        }
+        write(bytes, type: type)
     }
 
     /// Sends `message` with operation id `operationID`.
@@ -98,29 +156,29 @@ final class WorkerChannel: Sendable {
         _exit(70)
     }
 
-    /// Blocks until the next packet and returns it (its bytes at the start of `buffer`), or
-    /// `nil` when the supervisor closed its end. A packet larger than `buffer` or a receive
-    /// error is fatal.
-    func receive(into buffer: UnsafeMutableRawBufferPointer, maxFrameSize: Int) -> UnsafeRawBufferPointer? {
+    /// Blocks until the next request and returns it (its bytes at the start of `buffer`).
+    /// A request larger than `buffer` or a corrupt ring is fatal.
+    func receive(into buffer: UnsafeMutableRawBufferPointer, maxFrameSize: Int) -> UnsafeRawBufferPointer {
         while true {
-            let result: Posix.PacketResult
-            do throws(SystemCallError) {
-                result = try Posix.receivePacket(fd, into: buffer)
-            } catch {
-                if error.errno == .connectionReset { return nil }
-                if error.errno == .badFileDescriptor {
-                    fatal("the supervisor channel (fd 3) was closed inside the worker, by the plug-in or a library it uses: \(error)")
+            let outcome: RingConsumer.ReadResult
+            let spaceFreed: Bool
+            do throws(RingError) {
+                (outcome, spaceFreed) = try requests.withLock { consumer throws(RingError) in
+                    let result = try consumer.read(into: buffer)
+                    if case .empty = result { return (result, false) }
+                    consumer.publish()
+                    return (result, consumer.takeProducerWaiting())
                 }
-                fatal("cannot receive from the supervisor channel (fd 3): \(error)")
+            } catch {
+                fatal("protocol violation by the supervisor: its ring is corrupt (\(error))")
             }
-            switch result {
-            case .wouldBlock:
-                continue  // the descriptor is blocking: retry
-            case .endOfFile:
-                return nil
-            case .truncated(_, let size):
-                fatal("protocol violation by the supervisor: a packet of \(size) bytes exceeds the maximum frame size of \(maxFrameSize) bytes")
-            case .packet(let size):
+            if spaceFreed { ringDoorbell() }
+            switch outcome {
+            case .empty(let tail):
+                region.toWorker.waitForRecords(after: tail)
+            case .oversized(let size):
+                fatal("protocol violation by the supervisor: a frame of \(size) bytes exceeds the maximum frame size of \(maxFrameSize) bytes")
+            case .record(let size):
                 return UnsafeRawBufferPointer(rebasing: buffer[0..<size])
             }
         }

@@ -4,32 +4,27 @@ import Glibc
 
 /// The `airlock-worker` process: one plug-in, hosted out of the supervisor's process.
 ///
-/// The supervisor starts it with descriptor 3 = one end of a `SOCK_SEQPACKET` socket
-/// pair (the channel, PROTOCOL.md §5.5), 0 = `/dev/null`, 1 and 2 = pipes it logs. The
+/// The supervisor starts it with the channel (PROTOCOL.md §5.5) as descriptors 3 (one end
+/// of a `SOCK_SEQPACKET` socket pair), 4 (the rings' shared memory) and 5 (the doorbell
+/// eventfd), 0 = `/dev/null`, 1 and 2 = pipes it logs. The
 /// worker receives `W_START`, enters the sandbox, loads the library, calls
 /// `WSManPluginStartup` and answers `W_READY`; then its reader threads serve requests
-/// until `W_SHUTDOWN` or until the supervisor closes the channel.
+/// until `W_SHUTDOWN` (a worker whose supervisor is gone dies by `PR_SET_PDEATHSIG`).
 public enum WorkerMain {
     /// Runs the worker; never returns (the process ends with `_exit`).
     ///
     /// Exit status: 0 after `W_SHUTDOWN_DONE`, after a `W_READY` that reports an error,
-    /// or when the supervisor closed the channel; 64 when descriptor 3 is not a socket;
+    /// or when the supervisor is gone before `W_START`; 64 when descriptors 3 to 5 are not
+    /// the channel;
     /// 70 after `W_FATAL` (a protocol violation or an internal error).
     public static func run() -> Never {
         // A plug-in writing to a pipe whose reader is gone gets EPIPE, not a dead worker.
         signal(SIGPIPE, SIG_IGN)
         let channel = WorkerChannel.shared
-        var status = stat()
-        if fstat(channel.fd.rawValue, &status) != 0 || status.st_mode & S_IFMT != S_IFSOCK {
-            WorkerLog.write("descriptor 3 is not the supervisor's channel (a SOCK_SEQPACKET socket); airlock-worker is started by airlockd")
-            _exit(64)
-        }
 
         // W_START, the supervisor's first frame.
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: ProtocolLimits.defaultMaxFrameSize + 4096, alignment: 16)
-        guard let packet = channel.receive(into: buffer, maxFrameSize: ProtocolLimits.defaultMaxFrameSize) else {
-            _exit(0)
-        }
+        let packet = channel.receive(into: buffer, maxFrameSize: ProtocolLimits.defaultMaxFrameSize)
         let frame = channel.decode(packet, maxFrameSize: ProtocolLimits.defaultMaxFrameSize)
         buffer.deallocate()
         guard case .workerStart(let start) = frame.message else {
@@ -38,7 +33,7 @@ public enum WorkerMain {
         WorkerLog.pluginName = start.plugin
         let host = PluginHost(start: start, channel: channel)
         PluginHost.current = host
-        host.sizeChannelSendBuffer()
+        host.boundFrameSize()
         let reply = frame.operationID
 
         func ready(_ code: UInt32, _ message: String, exports: PluginExports, sandbox: [SandboxLayerReport]) {

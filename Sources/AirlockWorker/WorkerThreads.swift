@@ -39,9 +39,8 @@ enum WorkerThread {
     }
 }
 
-/// The threads that receive from the channel. Each blocks in `recv` on descriptor 3
-/// (`SOCK_SEQPACKET` hands every packet whole to one of them) and serves the frame it
-/// got itself, calling the plug-in's entry point on its own stack: no hand-off on the
+/// The threads that receive from the channel. Each takes one request from the ring (idle
+/// ones sleep on it, and each request wakes one of them) and serves it itself, calling the plug-in's entry point on its own stack: no hand-off on the
 /// hot path. When a reader takes a frame and no other reader is left waiting, it starts
 /// one first, so an entry point that never returns blocks neither the channel nor other
 /// operations (up to ``maximumReaders``).
@@ -51,7 +50,7 @@ final class ReaderPool: Sendable {
     static let maximumReaders = 32
 
     let host: PluginHost
-    /// Readers blocked in `recv` right now.
+    /// Readers waiting for a request right now.
     private let idle = Atomic<Int>(0)
     /// Readers started, the thread that calls ``run(onNewThread:)`` first included.
     private let started = Atomic<Int>(1)
@@ -73,8 +72,7 @@ final class ReaderPool: Sendable {
     }
 
     /// Makes the calling thread a reader, forever (`onNewThread`: a thread started with
-    /// ``PluginHost/startOwnThread(_:)``). End of file on the channel (the supervisor is
-    /// gone) ends the process at once.
+    /// ``PluginHost/startOwnThread(_:)``).
     func run(onNewThread: Bool) -> Never {
         host.registerCurrentThread(started: onNewThread)
         try? ProcessControl.setName("airlock-reader")
@@ -92,7 +90,6 @@ final class ReaderPool: Sendable {
             if idle.subtract(1, ordering: .relaxed).newValue == 0 {
                 ensureIdleReader()
             }
-            guard let packet else { _exit(0) }
             host.serve(packet, maxFrameSize: maxFrameSize, spare: &spare)
         }
     }

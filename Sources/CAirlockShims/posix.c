@@ -8,6 +8,8 @@
 #include <sched.h>
 #include <spawn.h>
 #include <string.h>
+#include <linux/futex.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -178,4 +180,19 @@ int airlock_prefer_batch_scheduling(void)
     }
     struct sched_param parameters = { .sched_priority = 0 };
     return sched_setscheduler(0, SCHED_BATCH, &parameters) == 0 ? 1 : -1;
+}
+
+int airlock_memfd_create(const char *name) { return memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING); }
+
+void *airlock_map_shared(int fd, size_t length) {
+    void *address = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    return address == MAP_FAILED ? NULL : address;
+}
+
+int airlock_futex_wait(uint32_t *word, uint32_t expected) {
+    return (int)syscall(SYS_futex, word, FUTEX_WAIT, expected, NULL, NULL, 0);
+}
+
+int airlock_futex_wake(uint32_t *word, int count) {
+    return (int)syscall(SYS_futex, word, FUTEX_WAKE, count, NULL, NULL, 0);
 }

@@ -240,6 +240,35 @@ int airlock_receive_packets(int fd, void *const *buffers, size_t capacity, unsig
  */
 int airlock_prefer_batch_scheduling(void);
 
+/* MARK: - Shared memory and futexes (the worker channel's rings; posix.c) */
+
+/** memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING). */
+int airlock_memfd_create(const char *name);
+/** mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0); NULL with errno on failure. */
+void *airlock_map_shared(int fd, size_t length);
+/**
+ * FUTEX_WAIT (not private: the word may be shared between processes): sleeps while
+ * `*word == expected`. Returns 0 when woken, -1 with errno (EAGAIN: the word had already
+ * changed; EINTR).
+ */
+int airlock_futex_wait(uint32_t *word, uint32_t expected);
+/** FUTEX_WAKE: wakes up to `count` waiters on `word`; returns how many, or -1 with errno. */
+int airlock_futex_wake(uint32_t *word, int count);
+
+/*
+ * Atomic access to words of memory shared with another process (the rings). Each load is
+ * one load: a value checked after it is the value used.
+ */
+static inline uint32_t airlock_load_acquire_u32(const uint32_t *word) { return __atomic_load_n(word, __ATOMIC_ACQUIRE); }
+static inline uint32_t airlock_load_relaxed_u32(const uint32_t *word) { return __atomic_load_n(word, __ATOMIC_RELAXED); }
+static inline void airlock_store_release_u32(uint32_t *word, uint32_t value) { __atomic_store_n(word, value, __ATOMIC_RELEASE); }
+static inline void airlock_store_relaxed_u32(uint32_t *word, uint32_t value) { __atomic_store_n(word, value, __ATOMIC_RELAXED); }
+static inline uint32_t airlock_exchange_u32(uint32_t *word, uint32_t value) { return __atomic_exchange_n(word, value, __ATOMIC_SEQ_CST); }
+static inline uint32_t airlock_add_u32(uint32_t *word, uint32_t value) { return __atomic_add_fetch(word, value, __ATOMIC_SEQ_CST); }
+static inline uint32_t airlock_subtract_u32(uint32_t *word, uint32_t value) { return __atomic_sub_fetch(word, value, __ATOMIC_SEQ_CST); }
+/** A full (sequentially consistent) fence: orders a store before a later load. */
+static inline void airlock_fence(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+
 /* MARK: - CPU affinity (airlock-bench; bench.c) */
 
 /** sched_setaffinity(tid) to CPU `cpu` alone, or to every configured CPU when `cpu` < 0. */

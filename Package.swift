@@ -230,6 +230,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "AirlockChannelTests",
+            dependencies: ["AirlockChannel", "AirlockPosix"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "AirlockSandboxTests",
             dependencies: ["AirlockSandbox", "AirlockPosix", "CAirlockShims"],
             swiftSettings: swiftSettings
@@ -237,7 +242,7 @@ let package = Package(
         .testTarget(name: "AirlockABITests", dependencies: ["CWSMan"], swiftSettings: swiftSettings),
         .testTarget(
             name: "AirlockWorkerTests",
-            dependencies: ["AirlockProtocol", "AirlockPosix"],
+            dependencies: ["AirlockProtocol", "AirlockPosix", "AirlockChannel"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

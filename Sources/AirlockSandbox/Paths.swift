@@ -3,7 +3,7 @@ import CAirlockShims
 import Glibc
 
 /// Small path helpers for the sandbox (no Foundation in the worker).
-enum Paths {
+public enum Paths {
     /// The folder of `path` (`"/"` for a top-level entry, `"."` for a bare name).
     static func directory(of path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return "." }
@@ -27,8 +27,17 @@ enum Paths {
 
     /// The folders of every file mapped into this process (`/proc/self/maps`): the Swift
     /// runtime and the libraries already loaded, which may still open files beside them.
-    static func mappedLibraryDirectories() -> [String] {
-        guard let maps = try? Posix.readFile("/proc/self/maps", limit: 1 << 22) else { return [] }
+    ///
+    /// Only files in a folder count. Memory that is not a file in one shows as a name
+    /// under `/` (the channel's `/memfd:airlock-channel (deleted)`, `/SYSV…` segments) and
+    /// must never make `/` readable; a deleted file's folder is not given out either.
+    public static func mappedLibraryDirectories() -> [String] {
+        mappedLibraryDirectories(in: (try? Posix.readFile("/proc/self/maps", limit: 1 << 22)) ?? [])
+    }
+
+    /// ``mappedLibraryDirectories()`` of the text of a `maps` file.
+    public static func mappedLibraryDirectories(in maps: [UInt8]) -> [String] {
+        let deleted = Array(" (deleted)".utf8)
         var directories: [String] = []
         var previous: ArraySlice<UInt8> = []
         var lineStart = maps.startIndex
@@ -37,7 +46,10 @@ enum Paths {
             defer { lineStart = lineEnd + 1 }
             guard let slash = maps[lineStart..<lineEnd].firstIndex(of: UInt8(ascii: "/")),
                   let last = maps[slash..<lineEnd].lastIndex(of: UInt8(ascii: "/")) else { continue }
-            let directory = maps[slash..<Swift.max(last, slash + 1)]
+            // A name directly under `/` is memory, not a library (see above).
+            guard last > slash else { continue }
+            if maps[slash..<lineEnd].count >= deleted.count, maps[(lineEnd - deleted.count)..<lineEnd].elementsEqual(deleted) { continue }
+            let directory = maps[slash..<last]
             // Consecutive mappings usually belong to the same file.
             if directory.elementsEqual(previous) { continue }
             previous = directory

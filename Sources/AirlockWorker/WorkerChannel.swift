@@ -184,6 +184,29 @@ final class WorkerChannel: Sendable {
         }
     }
 
+    /// Watches the socket, forever: when the supervisor closes its end the process ends
+    /// with status 0 (a supervisor that dies takes the worker with it by
+    /// `PR_SET_PDEATHSIG`; one that closes the channel is obeyed the same way), and when a
+    /// plug-in closes descriptor 3 inside the worker, which would silence `W_FATAL`, the
+    /// worker ends as broken (status 70) within a second. Runs on a thread of its own: the
+    /// requests arrive in the ring, the socket only ever hangs up.
+    func watchSocket() -> Never {
+        while true {
+            let events: Posix.PollEvents
+            do throws(SystemCallError) {
+                // Not blocking for good: a descriptor closed by another thread does not
+                // wake a poll already waiting on it.
+                events = try Posix.poll(fd, for: [.readHangup], timeoutMilliseconds: 1000)
+            } catch {
+                fatal("cannot watch the supervisor channel (fd 3): \(error)")
+            }
+            if events.contains(.invalid) {
+                fatal("the supervisor channel (fd 3) was closed inside the worker, by the plug-in or a library it uses")
+            }
+            if !events.intersection([.readHangup, .hangup]).isEmpty { _exit(0) }
+        }
+    }
+
     /// Decodes one packet as a whole frame; a malformed frame is fatal.
     func decode(_ packet: UnsafeRawBufferPointer, maxFrameSize: Int) -> Frame {
         do throws(ProtocolError) {

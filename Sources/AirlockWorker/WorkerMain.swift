@@ -79,6 +79,13 @@ public enum WorkerMain {
         guard host.startOwnThread({ host.runHousekeeper() }) else {
             channel.fatal("cannot start the release thread: \(String(cString: strerror(errno)))")
         }
+        guard host.startOwnThread({
+            host.registerCurrentThread()
+            try? ProcessControl.setName("airlock-watch")
+            channel.watchSocket()
+        }) else {
+            channel.fatal("cannot start the channel socket's watcher: \(String(cString: strerror(errno)))")
+        }
         let readers = ReaderPool(host: host)
         readers.startSpare()
         ready(WSManError.noError, "", exports: host.library.exports, sandbox: layers)

@@ -557,6 +557,27 @@ struct FaultContainmentTests {
         }
     }
 
+    @Test("a worker that scribbles on its channel's shared memory is recycled; nobody else notices")
+    func corruptRing() async throws {
+        try await Daemon.withHostile { daemon in
+            let connection = try await daemon.connect()
+            defer { connection.close() }
+            let echoShell = try await connection.createShell(plugin: "echo")
+            let shell = try await connection.createShell(plugin: "hostile")
+            let pid = try await daemon.faultStatus().worker("hostile").pid
+            let error = await airlockError("corrupt-ring") { _ = try await shell.run("corrupt-ring") }
+            expectError(error, code: Self.pluginFailed, mentions: ["plug-in 'hostile'", "corrupted its channel's shared memory", "WSManPluginCommand"])
+            #expect(!daemon.logLines(containing: "recycling worker", "corrupted its channel's shared memory", "plugin=hostile").isEmpty)
+
+            try await daemon.expectSupervisorUp()
+            #expect(try await echoShell.run("still").collectOutput().stdoutText == "still\n")
+            try await daemon.expectEchoServes()
+            try await daemon.expectHostileServes()
+            #expect(try await daemon.faultStatus().worker("hostile").pid != pid)
+            try await echoShell.close()
+        }
+    }
+
     // MARK: - Flow control
 
     @Test("a flood nobody reads holds back only its own operation; airlockd's memory stays bounded")

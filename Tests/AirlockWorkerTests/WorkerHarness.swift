@@ -1,3 +1,4 @@
+import AirlockChannel
 import AirlockPosix
 import AirlockProtocol
 import Glibc
@@ -46,10 +47,15 @@ func sandboxProfile(layers: UInt32) -> [UInt8] {
     return w.bytes
 }
 
-/// Plays the supervisor for one real `airlock-worker` process over a real
-/// `SOCK_SEQPACKET` socket pair (descriptor 3 in the worker).
+/// Plays the supervisor for one real `airlock-worker` process over a real channel: a
+/// `SOCK_SEQPACKET` socket pair (descriptor 3 in the worker), the rings' shared memory (4)
+/// and the doorbell eventfd (5), as airlockd makes them.
 final class WorkerHarness {
     let channel: FileDescriptor
+    let region: ChannelRegion
+    let doorbell: EventDescriptor
+    private var requests: RingProducer
+    private var answers: RingConsumer
     let pid: pid_t
     private var exited: WaitStatus?
     /// Frames received but not yet asked for, in arrival order.
@@ -63,13 +69,18 @@ final class WorkerHarness {
 
     init() throws {
         let (ours, theirs) = try UnixSocket.makePair(.seqPacket)
-        try? UnixSocket.setBufferSize(ours, .send, bytes: 1 << 20, force: true)
         let null = try Posix.open("/dev/null", flags: O_RDWR)
+        let (region, regionFD) = try ChannelRegion.create(toWorker: 1 << 20, toSupervisor: 2 << 20)
         defer {
             try? Posix.close(theirs)
             try? Posix.close(null)
+            try? Posix.close(regionFD)
         }
         channel = ours
+        self.region = region
+        doorbell = try EventDescriptor()
+        requests = RingProducer(region.toWorker)
+        answers = RingConsumer(region.toSupervisor)
         pid = try ProcessControl.spawn(
             executable: BuildProducts.worker, arguments: [],
             environment: ["SWIFT_BACKTRACE": "enable=no", "PATH": "/usr/bin:/bin"],
@@ -78,6 +89,7 @@ final class WorkerHarness {
                 .init(source: FileDescriptor(rawValue: 1), target: 1),
                 .init(source: FileDescriptor(rawValue: 2), target: 2),
                 .init(source: theirs, target: 3),
+                .init(source: regionFD, target: 4), .init(source: doorbell.fd, target: 5),
             ],
             newSession: true)
     }
@@ -93,8 +105,24 @@ final class WorkerHarness {
     // MARK: Sending
 
     func send(_ message: Message, operation: UInt64 = 0) throws {
-        let bytes = Frame(operationID: operation, message: message).encoded()
-        _ = try bytes.withUnsafeBytes { try Posix.send(channel, $0) }
+        try send(bytes: Frame(operationID: operation, message: message).encoded())
+    }
+
+    /// Writes one record to the request ring (waiting for space, as airlockd queues) and
+    /// wakes a reader.
+    func send(bytes: [UInt8]) throws {
+        var waited: Int32 = 0
+        while try !bytes.withUnsafeBytes({ buffer throws(RingError) in try requests.write(buffer) }) {
+            requests.announceWaitingForSpace()
+            if try bytes.withUnsafeBytes({ buffer throws(RingError) in try requests.write(buffer) }) { break }
+            guard waited < WorkerHarness.patienceMilliseconds else {
+                throw HarnessError(description: "the worker freed no space in its request ring within \(WorkerHarness.patienceMilliseconds) ms")
+            }
+            _ = try Posix.poll(doorbell.fd, for: .input, timeoutMilliseconds: 100)
+            _ = try doorbell.consume()
+            waited += 100
+        }
+        if requests.consumersAreWaiting { requests.wakeConsumer() }
     }
 
     static let defaultConfiguration: [ConfigurationValue] = [
@@ -160,14 +188,35 @@ final class WorkerHarness {
         return try read()
     }
 
+    /// The next frame from the ring, or else from the socket (`W_FATAL`), waiting for the
+    /// doorbell or the socket.
     private func read() throws -> Frame {
-        let events = try Posix.poll(channel, for: .input, timeoutMilliseconds: WorkerHarness.patienceMilliseconds)
-        if events.isEmpty {
-            throw HarnessError(description: "no frame from the worker within \(WorkerHarness.patienceMilliseconds) ms")
-        }
-        let result = try buffer.withUnsafeMutableBytes { try Posix.receivePacket(channel, into: $0) }
-        guard case .packet(let size) = result else {
-            throw HarnessError(description: "the worker closed the channel (\(result))")
+        var size = 0
+        while true {
+            let result = try buffer.withUnsafeMutableBytes { bytes throws(RingError) in try answers.read(into: bytes) }
+            answers.publish()
+            if answers.producerIsWaiting { answers.wakeProducer() }
+            if case .record(let count) = result {
+                size = count
+                break
+            }
+            if case .oversized(let count) = result {
+                throw HarnessError(description: "the worker wrote a \(count)-byte record")
+            }
+            var entries = [Posix.PollEntry(fd: doorbell.fd, events: .input), Posix.PollEntry(fd: channel, events: .input)]
+            if try Posix.poll(&entries, timeoutMilliseconds: WorkerHarness.patienceMilliseconds) == 0 {
+                throw HarnessError(description: "no frame from the worker within \(WorkerHarness.patienceMilliseconds) ms")
+            }
+            _ = try doorbell.consume()
+            if answers.hasRecords { continue }
+            if !entries[1].returnedEvents.isEmpty {
+                let result = try buffer.withUnsafeMutableBytes { try Posix.receivePacket(channel, into: $0) }
+                guard case .packet(let count) = result else {
+                    throw HarnessError(description: "the worker closed the channel (\(result))")
+                }
+                size = count
+                break
+            }
         }
         let frame = try Frame.decode(buffer, range: 0..<size, maxFrameSize: buffer.count)
         if case .workerBreach(let message) = frame.message {

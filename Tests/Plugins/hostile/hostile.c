@@ -18,7 +18,8 @@
  *
  * Crashes:   segv, abort, exit N, segv-later MS, close-channel
  * Channel:   write-channel garbage | unknown-complete  (bytes written to the worker's
- *            channel, fd 3, then the entry point never returns)
+ *            channel socket, fd 3, then the entry point never returns); corrupt-ring
+ *            (scribbles on the channel's shared memory, rings the doorbell, never returns)
  * Hangs:     hang-command, hang-receive, slow-cancel MS, wait (a Receive waits until
  *            it is cancelled)
  * Processes: grandchild [setsid]  (forks `sleep 1000`, or a pause()ing child when exec
@@ -782,6 +783,35 @@ static void write_channel(const char *what)
     }
 }
 
+/* Scribbles on the worker channel's shared memory, as a plug-in with a stray pointer
+   could: finds the mapping of /memfd:airlock-channel, moves the tail of the ring to the
+   supervisor (control word 4, at byte 64 + 4 * 64) far beyond its head, and rings the
+   doorbell (fd 5) so the supervisor looks at once. */
+static void corrupt_ring(void)
+{
+    FILE *maps = fopen("/proc/self/maps", "r");
+    if (maps == NULL) {
+        return;
+    }
+    char line[512];
+    unsigned long start = 0;
+    while (fgets(line, sizeof line, maps) != NULL) {
+        if (strstr(line, "/memfd:airlock-channel") != NULL) {
+            start = strtoul(line, NULL, 16);
+            break;
+        }
+    }
+    fclose(maps);
+    if (start == 0) {
+        return;
+    }
+    volatile uint32_t *tail = (volatile uint32_t *)(start + 64 + 4 * 64);
+    *tail += 0x40000000u;
+    uint64_t one = 1;
+    ssize_t written = write(5, &one, sizeof one);
+    (void)written;
+}
+
 /* Forks a grandchild of the worker: `sleep 1000`, or a child that pause()s when exec is
    denied. It keeps every inherited descriptor, like a careless plug-in's child would. */
 static void probe_grandchild(struct hostile_command *command, const char *argument)
@@ -872,6 +902,9 @@ VOID WINAPI WSManPluginCommand(WSMAN_PLUGIN_REQUEST *requestDetails, DWORD flags
         sleep_forever();
     } else if (strcmp(verb, "write-channel") == 0) {
         write_channel(argument);
+        sleep_forever();
+    } else if (strcmp(verb, "corrupt-ring") == 0) {
+        corrupt_ring();
         sleep_forever();
     }
 

@@ -101,14 +101,9 @@ public struct RingProducer: ~Copyable, @unchecked Sendable {
         return ring.capacity - Int(used)
     }
 
-    /// Appends one record made of `parts` (concatenated) and publishes it; false when the
-    /// ring has no room for it now (nothing written). A record larger than the whole ring
-    /// throws: it could never be written.
-    public mutating func write(_ parts: UnsafeRawBufferPointer...) throws(RingError) -> Bool {
-        try write(parts: parts)
-    }
-
-    /// ``write(_:)`` of one buffer, without an array of parts.
+    /// Appends one record and publishes it; false when the ring has no room for it now
+    /// (nothing written). A record larger than the whole ring throws: it could never be
+    /// written.
     @inline(__always)
     public mutating func write(_ bytes: UnsafeRawBufferPointer) throws(RingError) -> Bool {
         let footprint = FrameRing.footprint(ofRecord: bytes.count)
@@ -122,20 +117,19 @@ public struct RingProducer: ~Copyable, @unchecked Sendable {
         return true
     }
 
-    /// ``write(_:)`` of the concatenation of `parts`.
-    public mutating func write(parts: [UnsafeRawBufferPointer]) throws(RingError) -> Bool {
-        let count = parts.reduce(0) { $0 + $1.count }
+    /// ``write(_:)`` of one record made of three parts (a header, data, a tail), each
+    /// copied once.
+    public mutating func write(_ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer, _ third: UnsafeRawBufferPointer) throws(RingError) -> Bool {
+        let count = first.count + second.count + third.count
         let footprint = FrameRing.footprint(ofRecord: count)
         guard footprint <= ring.capacity else {
             throw RingError("a \(count)-byte record cannot fit the ring's \(ring.capacity) bytes")
         }
         guard try freeBytes() >= footprint else { return false }
         writeHeader(count: count)
-        var position = tail &+ 8
-        for part in parts {
-            ring.copyIn(part, at: position)
-            position &+= UInt32(part.count)
-        }
+        ring.copyIn(first, at: tail &+ 8)
+        ring.copyIn(second, at: tail &+ 8 &+ UInt32(first.count))
+        ring.copyIn(third, at: tail &+ 8 &+ UInt32(first.count + second.count))
         publish(footprint)
         return true
     }

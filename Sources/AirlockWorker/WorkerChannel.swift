@@ -73,14 +73,25 @@ final class WorkerChannel: Sendable {
         }
     }
 
-    /// Writes one record of `parts` to the supervisor's ring, waiting for space when it is
-    /// full, and rings the doorbell when the supervisor had read everything before it.
-    private func write(_ parts: UnsafeRawBufferPointer..., type: MessageType) {
-        let count = parts.reduce(0) { $0 + $1.count }
+    /// Writes one frame to the supervisor's ring, waiting for space when it is full, and
+    /// rings the doorbell when the supervisor had read everything before it.
+    private func write(_ bytes: UnsafeRawBufferPointer, type: MessageType) {
+        write(count: bytes.count, type: type) { producer throws(RingError) in try producer.write(bytes) }
+    }
+
+    /// ``write(_:type:)`` of a frame in three parts (head, data, tail), written in place.
+    private func write(_ head: UnsafeRawBufferPointer, _ data: UnsafeRawBufferPointer, _ tail: UnsafeRawBufferPointer, type: MessageType) {
+        write(count: head.count + data.count + tail.count, type: type) { producer throws(RingError) in
+            try producer.write(head, data, tail)
+        }
+    }
+
+    @inline(__always)
+    private func write(count: Int, type: MessageType, _ attempt: (inout RingProducer) throws(RingError) -> Bool) {
         let caughtUp: Bool
         do throws(RingError) {
             caughtUp = try answers.withLock { producer throws(RingError) in
-                while try !producer.write(parts: parts) {
+                while try !attempt(&producer) {
                     try producer.waitForSpace(forRecord: count)
                 }
                 return producer.consumerHadCaughtUp
@@ -91,8 +102,7 @@ final class WorkerChannel: Sendable {
         if caughtUp { ringDoorbell() }
     }
 
-    /// Sends one frame. When the supervisor is gone (`EPIPE`, `ECONNRESET`) the process
-    /// ends at once: nobody is left to serve.
+    /// Sends one frame.
     func send(_ frame: Frame) {
         var writer = ByteWriter(reservingCapacity: 256)
         frame.encode(into: &writer)
@@ -100,7 +110,7 @@ final class WorkerChannel: Sendable {
     }
 
     /// Sends one `W_RESULT` whose binary data is the plug-in's own memory: the header, the
-    /// data and the tail leave in one packet with one `sendmsg`, the data never copied.
+    /// data and the tail are copied straight into one record of the ring.
     func sendBinaryResult(
         operation operationID: UInt64, flags: UInt32, stream: String?, data: UnsafeRawBufferPointer,
         commandState: String?, exitCode: UInt32

@@ -60,21 +60,6 @@ public final class PacketBatch {
         return UnsafeRawBufferPointer(start: buffers[index], count: Swift.min(sizes[index], capacity))
     }
 
-    /// The first slot, for a single receive.
-    fileprivate var firstSlot: UnsafeMutableRawBufferPointer {
-        UnsafeMutableRawBufferPointer(start: buffers[0], count: capacity)
-    }
-
-    /// Records what a single receive into ``firstSlot`` returned (not `wouldBlock`).
-    fileprivate func recordSingle(_ result: Posix.PacketResult) {
-        switch result {
-        case .packet(let size): (sizes[0], truncated[0]) = (size, 0)
-        case .endOfFile, .wouldBlock: (sizes[0], truncated[0]) = (0, 0)
-        case .truncated(_, let size): (sizes[0], truncated[0]) = (size, 1)
-        }
-        count = 1
-    }
-
     fileprivate func receive(_ fd: FileDescriptor, flags: Int32) -> Int32 {
         let received = airlock_receive_packets(fd.rawValue, buffers, capacity, UInt32(slots), sizes, truncated, flags)
         count = received > 0 ? Int(received) : 0
@@ -90,17 +75,5 @@ extension Posix {
     public static func receivePackets(_ fd: FileDescriptor, into batch: PacketBatch, flags: MessageFlags = []) throws(SystemCallError) -> Int? {
         guard let received = try retryingInterruptsUnlessWouldBlock("recvmmsg", batch.receive(fd, flags: flags.rawValue)) else { return nil }
         return Int(received)
-    }
-
-    /// `recv` of one packet into the batch's first slot (`MSG_TRUNC`: a larger packet is
-    /// reported as truncated). Cheaper than ``receivePackets(_:into:flags:)`` when one packet
-    /// is all that is expected. Returns 1 (read it with ``PacketBatch/result(_:)`` and
-    /// ``PacketBatch/bytes(_:)``), or `nil` when the descriptor is non-blocking and nothing
-    /// is queued.
-    public static func receivePacket(_ fd: FileDescriptor, into batch: PacketBatch, flags: MessageFlags = []) throws(SystemCallError) -> Int? {
-        let result = try receivePacket(fd, into: batch.firstSlot, flags: flags)
-        if result == .wouldBlock { return nil }
-        batch.recordSingle(result)
-        return 1
     }
 }

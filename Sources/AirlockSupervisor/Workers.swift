@@ -314,7 +314,8 @@ extension Supervisor {
 
     private func doorbellRang(_ plugin: PluginRuntime) {
         drainRing(plugin)
-        if !plugin.pendingWrites.isEmpty, plugin.rings?.answers.takeProducerWaiting() != nil { flushWorkerWrites(plugin) }
+        // The worker also rings when it freed room in the request ring that we wait for.
+        if !plugin.pendingWrites.isEmpty { flushWorkerWrites(plugin) }
     }
 
     /// Frames handled per turn of the event loop from one worker's ring before others get

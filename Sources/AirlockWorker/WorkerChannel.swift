@@ -2,7 +2,6 @@ import AirlockChannel
 import AirlockPosix
 import AirlockProtocol
 import Glibc
-import Synchronization
 
 /// The worker's end of the channel to the supervisor (PROTOCOL.md §5.5): two rings in
 /// shared memory (descriptor 4, mapped and closed at start), the supervisor's doorbell
@@ -23,16 +22,16 @@ final class WorkerChannel: Sendable {
     /// The shared memory of the rings.
     let region: ChannelRegion
     /// Frames to the supervisor.
-    private let answers: Mutex<RingProducer>
+    private let answers: ChannelLock<RingProducer>
     /// Requests from the supervisor.
-    private let requests: Mutex<RingConsumer>
+    private let requests: ChannelLock<RingConsumer>
 
     private init(fd: FileDescriptor, doorbell: FileDescriptor, region: ChannelRegion) {
         self.fd = fd
         self.doorbell = doorbell
         self.region = region
-        answers = Mutex(RingProducer(region.toSupervisor))
-        requests = Mutex(RingConsumer(region.toWorker))
+        answers = ChannelLock(RingProducer(region.toSupervisor))
+        requests = ChannelLock(RingConsumer(region.toWorker))
     }
 
     /// Checks descriptors 3 to 5 and maps the rings; a worker not started by airlockd
@@ -224,5 +223,36 @@ final class WorkerChannel: Sendable {
         } catch {
             fatal("protocol violation by the supervisor: \(error.message)")
         }
+    }
+}
+
+/// One end of a ring behind a `pthread` mutex.
+///
+/// Not `Synchronization.Mutex`: its priority-inheritance futex records the owner's thread
+/// id, which Swift caches per thread, and the worker's main thread (a reader) changes id
+/// when the sandbox forks it into a PID namespace after its first receive. Its first
+/// contended unlock then traps ("Call to unlock Mutex on a thread which hasn't acquired
+/// the lock"). A plain `pthread` mutex keeps no thread id.
+final class ChannelLock<Value: ~Copyable>: @unchecked Sendable {
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    private var value: Value
+
+    init(_ value: consuming Value) {
+        self.value = value
+        mutex = .allocate(capacity: 1)
+        pthread_mutex_init(mutex, nil)
+    }
+
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+
+    /// Runs `body` on the value with the lock held.
+    @inline(__always)
+    func withLock<Result, Failure: Error>(_ body: (inout Value) throws(Failure) -> Result) throws(Failure) -> Result {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return try body(&value)
     }
 }

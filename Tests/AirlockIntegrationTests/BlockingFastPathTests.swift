@@ -8,6 +8,51 @@ import Testing
 /// table that keeps one operation in a slot of its own.
 @Suite("Blocking fast path")
 struct BlockingFastPathTests {
+    @Test("32 callers at once on one sandboxed worker: its reader threads contend for the channel's rings, every call is answered, the worker never restarts")
+    func manyCallersOnOneSandboxedWorker() async throws {
+        var configuration = FaultConfiguration()
+        configuration.echo["Quotas"] = ["MaxShellsPerUser": 100, "MaxConcurrentOperationsPerUser": 100]
+        try await Daemon.withHostile(configuration) { daemon in
+            let before = try await daemon.faultStatus().worker("echo")
+            // Sixteen clients, two threads each.
+            let failures = await withTaskGroup(of: [String].self) { group in
+                for _ in 0..<16 {
+                    group.addTask {
+                        do {
+                            let connection = try await daemon.connect()
+                            defer { connection.close() }
+                            let shell = try await connection.createShell(plugin: "echo")
+                            let command = try await shell.run("cat")
+                            let failures = await withTaskGroup(of: AirlockError?.self) { threads in
+                                for _ in 0..<2 {
+                                    threads.addTask {
+                                        await onPlainThread { () throws(AirlockError) in
+                                            for _ in 0..<200 { try command.signalBlocking(.ctrlC) }
+                                        }
+                                    }
+                                }
+                                var failures: [String] = []
+                                for await failure in threads { if let failure { failures.append("\(failure)") } }
+                                return failures
+                            }
+                            try await command.send([], endOfStream: true)
+                            try await shell.close()
+                            return failures
+                        } catch {
+                            return ["\(error)"]
+                        }
+                    }
+                }
+                var failures: [String] = []
+                for await some in group { failures += some }
+                return failures
+            }
+            #expect(failures.isEmpty, "\(failures)")
+            let after = try await daemon.faultStatus().worker("echo")
+            #expect(after.restarts == before.restarts && after.lastExit == before.lastExit, "the worker restarted: \(after.lastExit ?? "")")
+        }
+    }
+
     @Test("blocking signals in a row, from several threads at once, with async calls beside them; a failed signal still fails")
     func blockingSignals() async throws {
         try await Daemon.with { daemon in

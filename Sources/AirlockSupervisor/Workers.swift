@@ -203,10 +203,6 @@ extension Supervisor {
         let (ours, theirs) = try UnixSocket.makePair(.seqPacket)
         var cleanup: [FileDescriptor] = [theirs]
         defer { for fd in cleanup { try? Posix.close(fd) } }
-        for fd in [ours, theirs] {
-            try? UnixSocket.setBufferSize(fd, .send, bytes: 4 << 20)
-            try? UnixSocket.setBufferSize(fd, .receive, bytes: 4 << 20)
-        }
         // The rings carry the largest frame either way: a client's frame plus the request
         // context, or a worker's result of up to the envelope size plus its header.
         let (region, regionFD) = try ChannelRegion.create(

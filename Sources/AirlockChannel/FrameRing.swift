@@ -246,6 +246,45 @@ public struct RingConsumer: ~Copyable, @unchecked Sendable {
         return .record(count)
     }
 
+    /// The next record, checked as ``read(into:)`` checks it, but neither copied nor
+    /// consumed: its byte count and where it begins, for ``copy(_:ofRecordAt:into:)``,
+    /// ``contiguousBytes(_:ofRecordAt:)`` and ``skip(recordOf:)``. Nil when the ring is empty.
+    public func peek() throws(RingError) -> (count: Int, start: UInt32)? {
+        let tail = airlock_load_acquire_u32(ring.tail)
+        let available = tail &- head
+        if available == 0 { return nil }
+        guard Int(available) <= ring.capacity, available >= 8 else {
+            throw RingError("the producer's tail is \(available) bytes ahead of the head, not a whole record within the ring's \(ring.capacity) bytes")
+        }
+        let offset = Int(head) & (ring.capacity - 1)
+        let count = Int(UInt32(littleEndian: airlock_load_relaxed_u32(ring.data.advanced(by: offset).assumingMemoryBound(to: UInt32.self))))
+        guard FrameRing.footprint(ofRecord: count) <= Int(available) else {
+            throw RingError("a record claims \(count) bytes but only \(Int(available) - 8) are published after its header")
+        }
+        return (count, head &+ 8)
+    }
+
+    /// Copies bytes `range` of the record whose bytes begin at `start` (from ``peek()``)
+    /// to `destination + range.lowerBound`.
+    public func copy(_ range: Range<Int>, ofRecordAt start: UInt32, into destination: UnsafeMutableRawPointer) {
+        guard !range.isEmpty else { return }
+        ring.copyOut(range.count, at: start &+ UInt32(range.lowerBound), into: destination + range.lowerBound)
+    }
+
+    /// The ring's own memory holding bytes `range` of the record whose bytes begin at
+    /// `start`, when they do not wrap around its end (else nil). The producer may still
+    /// write to it: use it only for bytes whose value does not matter to the reader.
+    public func contiguousBytes(_ range: Range<Int>, ofRecordAt start: UInt32) -> UnsafeRawBufferPointer? {
+        let offset = Int(start &+ UInt32(range.lowerBound)) & (ring.capacity - 1)
+        guard offset + range.count <= ring.capacity else { return nil }
+        return UnsafeRawBufferPointer(start: ring.data + offset, count: range.count)
+    }
+
+    /// Moves past the record ``peek()`` returned (publish the move with ``publish()``).
+    public mutating func skip(recordOf count: Int) {
+        head &+= UInt32(FrameRing.footprint(ofRecord: count))
+    }
+
     /// Publishes what was read, so the producer may reuse the space.
     @inline(__always)
     public func publish() {

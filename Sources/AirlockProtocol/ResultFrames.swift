@@ -40,6 +40,31 @@ public enum ResultFrames {
         return Checked(operationID: WireCursor.load64(packet, 8), dataByteCount: dataByteCount)
     }
 
+    /// Where the binary data of a `W_RESULT` lies, read from the frame's first bytes only
+    /// (`head`; the frame goes on beyond it): the range, in offsets of the frame, of the
+    /// data bytes. Nil when `head` does not begin a `W_RESULT` carrying binary data, or
+    /// ends before the data begins. This checks nothing else: the whole frame still goes
+    /// through ``checkWorkerResult(_:maxFrameSize:)``, which never reads the data bytes, so
+    /// the caller may leave them where they are (in a worker's ring) and check a copy of
+    /// the rest.
+    public static func binaryDataRange(inWorkerResultHead head: UnsafeRawBufferPointer) -> Range<Int>? {
+        guard head.count >= ProtocolLimits.headerSize + 5,
+              WireCursor.load16(head, 4) == MessageType.workerResult.rawValue else { return nil }
+        var position = ProtocolLimits.headerSize + 4  // past the header and the result flags
+        switch head[position] {
+        case 0:
+            position += 1
+        case 1:
+            guard head.count >= position + 5 else { return nil }
+            position += 5 + Int(WireCursor.load32(head, position + 1))
+        default:
+            return nil
+        }
+        guard head.count >= position + 5, head[position] == 2 else { return nil }
+        let start = position + 5
+        return start..<(start + Int(WireCursor.load32(head, position + 1)))
+    }
+
     /// Overwrites, in place, the type, flags and operation id of the encoded frame that
     /// `frame` holds (the length prefix and payload stay).
     public static func rewriteHeader(_ frame: UnsafeMutableRawBufferPointer, type: MessageType, flags: FrameFlags = [], operationID: UInt64) {

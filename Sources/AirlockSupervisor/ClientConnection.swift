@@ -142,6 +142,24 @@ final class ClientConnection {
         isDirty = true
     }
 
+    /// ``enqueueOrWrite(_:)`` of a frame in three parts, sent with one `sendmsg` (each part
+    /// copied once, by the kernel); what the socket does not take is queued.
+    func enqueueOrWrite(_ head: UnsafeRawBufferPointer, _ data: UnsafeRawBufferPointer, _ tail: UnsafeRawBufferPointer) {
+        var written = 0
+        if pendingOutput == 0 && head.count + data.count + tail.count >= Self.directWriteThreshold {
+            written = (try? Posix.send(fd, head, data, tail, flags: [.dontWait])) ?? 0
+        }
+        var skipped = 0
+        for part in [head, data, tail] {
+            let from = min(max(written - skipped, 0), part.count)
+            skipped += part.count
+            guard from < part.count else { continue }
+            startAppending()
+            output.append(UnsafeRawBufferPointer(rebasing: part[from...]))
+        }
+        isDirty = true
+    }
+
     /// Empties the output buffer when everything queued was written, keeping its memory
     /// up to ``keptOutputCapacity``.
     private func startAppending() {

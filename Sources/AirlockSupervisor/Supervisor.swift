@@ -534,6 +534,17 @@ public final class Supervisor {
         connection.enqueueOrWrite(UnsafeRawBufferPointer(frame))
     }
 
+    /// ``queueRelayed(_:type:operationID:on:)`` of a frame in three parts: the header is
+    /// rewritten in `head`.
+    func queueRelayed(
+        head: UnsafeMutableRawBufferPointer, data: UnsafeRawBufferPointer, tail: UnsafeRawBufferPointer, type: MessageType,
+        operationID: UInt64, on connection: ClientConnection
+    ) {
+        noteOutput(on: connection)
+        ResultFrames.rewriteHeader(head, type: type, operationID: operationID)
+        connection.enqueueOrWrite(UnsafeRawBufferPointer(head), data, tail)
+    }
+
     /// Puts a connection about to get output on the list flushed after the batch (once).
     private func noteOutput(on connection: ClientConnection) {
         if !connection.isDirty { dirtyConnections.append(connection) }

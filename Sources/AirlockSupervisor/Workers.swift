@@ -330,6 +330,23 @@ extension Supervisor {
         defer { drainingChannel = false }
         let buffer = ringBuffer
         for _ in 0..<Self.ringBudget {
+            // A large binary result goes to the client straight from the ring: only the
+            // bytes around its data are copied out and checked.
+            let peeked: (count: Int, start: UInt32)?
+            do {
+                peeked = try rings.answers.peek()
+            } catch {
+                recycle(plugin, because: "it corrupted its channel's shared memory (\(error))")
+                return
+            }
+            if let peeked, peeked.count >= Self.inPlaceResultBytes, peeked.count <= buffer.count,
+               let relayed = relayResultInPlace(plugin, rings, peeked, buffer) {
+                rings.answers.skip(recordOf: peeked.count)
+                rings.answers.publish()
+                if rings.answers.producerIsWaiting { rings.answers.wakeProducer() }
+                guard relayed, plugin.rings === rings else { return }
+                continue
+            }
             let result: RingConsumer.ReadResult
             do {
                 result = try rings.answers.read(into: buffer)
@@ -353,6 +370,54 @@ extension Supervisor {
             }
         }
         scheduleDrain(plugin)
+    }
+
+    /// Records at least this large are relayed in place when they are binary results.
+    static let inPlaceResultBytes = 16 << 10
+
+    /// Relays a binary `W_RESULT` whose data stays in the ring: the bytes before and after
+    /// the data are copied to `buffer` (at their offsets in the frame) and checked there,
+    /// exactly as a whole copy would be (the check never reads the data bytes); the data
+    /// leaves from the ring in the same `sendmsg`, or is copied into the client's queue,
+    /// before the record's space is published. A worker changing the data meanwhile can
+    /// change only the data its client receives, never the frame around it.
+    ///
+    /// Returns nil when the record is not such a result, or its data wraps around the end
+    /// of the ring (the caller reads it the usual way); true when it was relayed; false
+    /// when it was malformed and the worker is being recycled.
+    private func relayResultInPlace(
+        _ plugin: PluginRuntime, _ rings: WorkerRings, _ record: (count: Int, start: UInt32), _ buffer: UnsafeMutableRawBufferPointer
+    ) -> Bool? {
+        let base = buffer.baseAddress!
+        let headCount = min(record.count, 512)
+        rings.answers.copy(0..<headCount, ofRecordAt: record.start, into: base)
+        guard let range = ResultFrames.binaryDataRange(inWorkerResultHead: UnsafeRawBufferPointer(rebasing: buffer[0..<headCount])),
+              range.lowerBound <= headCount, range.upperBound <= record.count,
+              let data = rings.answers.contiguousBytes(range, ofRecordAt: record.start)
+        else { return nil }
+        rings.answers.copy(range.upperBound..<record.count, ofRecordAt: record.start, into: base)
+        let checked: ResultFrames.Checked
+        do {
+            guard let result = try ResultFrames.checkWorkerResult(
+                UnsafeRawBufferPointer(rebasing: buffer[0..<record.count]), maxFrameSize: config.maxFrameSize + 4096)
+            else { return nil }
+            checked = result
+        } catch {
+            recycle(plugin, because: "it sent a malformed frame (\(error.message))")
+            return false
+        }
+        let op = checked.operationID
+        guard let route = plugin.routes[op], route.kind == .receive else {
+            nonsense(plugin, .workerResult, operation: op)
+            return false
+        }
+        forwardResult(plugin, operation: op, route: route, creditBytes: checked.dataByteCount) { connection, clientOperationID in
+            queueRelayed(
+                head: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<range.lowerBound]), data: data,
+                tail: UnsafeRawBufferPointer(rebasing: buffer[range.upperBound..<record.count]),
+                type: .receiveResult, operationID: clientOperationID, on: connection)
+        }
+        return true
     }
 
     /// Drains the worker's ring again on the next turn of the event loop.

@@ -74,7 +74,7 @@ enum CodecProperties {
     ///    `W_RESULT` it relays) accepts exactly what `Frame.decode` accepts, with the same
     ///    error code, the same operation id and the data's byte count; it passes (nil) on
     ///    every other type and on text results. `binaryResultParts` around the data is
-    ///    the frame `encode` writes.
+    ///    the frame `encode` writes, and `binaryDataRange` finds the data where it lies.
     static func checkResultRelay(
         _ input: [UInt8], decoded: Result<Frame, ProtocolError>? = nil, maxFrameSize: Int, _ problems: inout [String]
     ) {
@@ -89,6 +89,9 @@ enum CodecProperties {
         switch (decoded, checked) {
         case (.success(let frame), .success(nil)):
             // Passing is right for other types and for text results (left to the decoder).
+            if frame.message.type != .workerResult, input.withUnsafeBytes({ ResultFrames.binaryDataRange(inWorkerResultHead: $0) }) != nil {
+                problems.append("relay: binaryDataRange found data in a \(frame.message.type.wireName)")
+            }
             if case .workerResult(let result) = frame.message {
                 if case .text = result.streamResult { break }
                 problems.append("relay: checkWorkerResult passed on a W_RESULT without text")
@@ -105,6 +108,13 @@ enum CodecProperties {
             if case .binary(let bytes) = result.streamResult { count = UInt32(bytes.count) }
             if summary.operationID != frame.operationID || summary.dataByteCount != count {
                 problems.append("relay: checkWorkerResult read operation \(summary.operationID) and \(summary.dataByteCount) bytes, decode \(frame.operationID) and \(count)")
+            }
+            // The in-place relay sends the data from where binaryDataRange says it lies.
+            if case .binary(let bytes) = result.streamResult {
+                let range = input.withUnsafeBytes { ResultFrames.binaryDataRange(inWorkerResultHead: $0) }
+                if range.map({ $0.upperBound <= input.count ? Array(input[$0]) : [] }) != bytes {
+                    problems.append("relay: binaryDataRange gave \(String(describing: range)), not where the \(bytes.count) data bytes lie")
+                }
             }
             if case .binary(let bytes) = result.streamResult, frame.flags.isEmpty {
                 let (head, tail) = ResultFrames.binaryResultParts(

@@ -225,28 +225,14 @@ public struct RingConsumer: ~Copyable, @unchecked Sendable {
     /// ``publish()``). Everything read from the ring is checked first; the copy is what
     /// the caller reads, so a producer changing the ring meanwhile cannot change it.
     public mutating func read(into buffer: UnsafeMutableRawBufferPointer) throws(RingError) -> ReadResult {
-        let tail = airlock_load_acquire_u32(ring.tail)
-        let available = tail &- head
-        if available == 0 { return .empty(tail: tail) }
-        guard Int(available) <= ring.capacity, available >= 8 else {
-            throw RingError("the producer's tail is \(available) bytes ahead of the head, not a whole record within the ring's \(ring.capacity) bytes")
-        }
-        let offset = Int(head) & (ring.capacity - 1)
-        let count = Int(UInt32(littleEndian: airlock_load_relaxed_u32(ring.data.advanced(by: offset).assumingMemoryBound(to: UInt32.self))))
-        let footprint = FrameRing.footprint(ofRecord: count)
-        guard footprint <= Int(available) else {
-            throw RingError("a record claims \(count) bytes but only \(Int(available) - 8) are published after its header")
-        }
-        if count > buffer.count {
-            head &+= UInt32(footprint)
-            return .oversized(count)
-        }
-        ring.copyOut(count, at: head &+ 8, into: buffer.baseAddress!)
-        head &+= UInt32(footprint)
+        guard let (count, start) = try peek() else { return .empty(tail: head) }
+        skip(recordOf: count)
+        if count > buffer.count { return .oversized(count) }
+        ring.copyOut(count, at: start, into: buffer.baseAddress!)
         return .record(count)
     }
 
-    /// The next record, checked as ``read(into:)`` checks it, but neither copied nor
+    /// The next record, checked (every value read from the ring), but neither copied nor
     /// consumed: its byte count and where it begins, for ``copy(_:ofRecordAt:into:)``,
     /// ``contiguousBytes(_:ofRecordAt:)`` and ``skip(recordOf:)``. Nil when the ring is empty.
     public func peek() throws(RingError) -> (count: Int, start: UInt32)? {

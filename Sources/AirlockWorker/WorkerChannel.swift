@@ -54,6 +54,8 @@ final class WorkerChannel: Sendable {
             WorkerLog.write("descriptor 5 (the supervisor's doorbell) is not open; airlock-worker is started by airlockd")
             _exit(64)
         }
+        // Programs the plug-in executes do not inherit the channel.
+        for fd in [Int32(3), 5] { try? Posix.setCloseOnExec(FileDescriptor(rawValue: fd), true) }
         return WorkerChannel(fd: FileDescriptor(rawValue: 3), doorbell: FileDescriptor(rawValue: 5), region: region)
     }
 

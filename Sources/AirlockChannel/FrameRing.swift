@@ -91,14 +91,26 @@ public struct RingProducer: ~Copyable, @unchecked Sendable {
         self.ring = ring
     }
 
-    /// Free bytes, or an error when the consumer's published head is impossible.
+    /// Free bytes when the consumer's published head is `head`, or an error when that
+    /// head is impossible.
     @inline(__always)
-    private func freeBytes() throws(RingError) -> Int {
-        let used = tail &- airlock_load_acquire_u32(ring.head)
+    private func freeBytes(head: UInt32) throws(RingError) -> Int {
+        let used = tail &- head
         guard Int(used) <= ring.capacity else {
             throw RingError("the consumer's head is \(used) bytes behind the tail, more than the ring's \(ring.capacity) bytes")
         }
         return ring.capacity - Int(used)
+    }
+
+    /// The footprint of a record of `count` bytes; an error when it is larger than the
+    /// whole ring (it could never be written).
+    @inline(__always)
+    private func footprint(ofRecord count: Int) throws(RingError) -> Int {
+        let footprint = FrameRing.footprint(ofRecord: count)
+        guard footprint <= ring.capacity else {
+            throw RingError("a \(count)-byte record cannot fit the ring's \(ring.capacity) bytes")
+        }
+        return footprint
     }
 
     /// Appends one record and publishes it; false when the ring has no room for it now
@@ -106,12 +118,7 @@ public struct RingProducer: ~Copyable, @unchecked Sendable {
     /// written.
     @inline(__always)
     public mutating func write(_ bytes: UnsafeRawBufferPointer) throws(RingError) -> Bool {
-        let footprint = FrameRing.footprint(ofRecord: bytes.count)
-        guard footprint <= ring.capacity else {
-            throw RingError("a \(bytes.count)-byte record cannot fit the ring's \(ring.capacity) bytes")
-        }
-        guard try freeBytes() >= footprint else { return false }
-        writeHeader(count: bytes.count)
+        guard let footprint = try reserve(bytes.count) else { return false }
         ring.copyIn(bytes, at: tail &+ 8)
         publish(footprint)
         return true
@@ -120,13 +127,7 @@ public struct RingProducer: ~Copyable, @unchecked Sendable {
     /// ``write(_:)`` of one record made of three parts (a header, data, a tail), each
     /// copied once.
     public mutating func write(_ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer, _ third: UnsafeRawBufferPointer) throws(RingError) -> Bool {
-        let count = first.count + second.count + third.count
-        let footprint = FrameRing.footprint(ofRecord: count)
-        guard footprint <= ring.capacity else {
-            throw RingError("a \(count)-byte record cannot fit the ring's \(ring.capacity) bytes")
-        }
-        guard try freeBytes() >= footprint else { return false }
-        writeHeader(count: count)
+        guard let footprint = try reserve(first.count + second.count + third.count) else { return false }
         ring.copyIn(first, at: tail &+ 8)
         ring.copyIn(second, at: tail &+ 8 &+ UInt32(first.count))
         ring.copyIn(third, at: tail &+ 8 &+ UInt32(first.count + second.count))
@@ -134,12 +135,17 @@ public struct RingProducer: ~Copyable, @unchecked Sendable {
         return true
     }
 
+    /// Writes the header of a record of `count` bytes at the tail and returns its
+    /// footprint, or nil when it does not fit now.
     @inline(__always)
-    private func writeHeader(count: Int) {
+    private func reserve(_ count: Int) throws(RingError) -> Int? {
+        let footprint = try footprint(ofRecord: count)
+        guard try freeBytes(head: airlock_load_acquire_u32(ring.head)) >= footprint else { return nil }
         // The header never wraps: records start at multiples of 8 and the capacity is one.
         let offset = Int(tail) & (ring.capacity - 1)
         ring.data.storeBytes(of: UInt32(count).littleEndian, toByteOffset: offset, as: UInt32.self)
         ring.data.storeBytes(of: 0, toByteOffset: offset + 4, as: UInt32.self)
+        return footprint
     }
 
     @inline(__always)
@@ -171,18 +177,17 @@ public struct RingProducer: ~Copyable, @unchecked Sendable {
     /// Blocks until `bytes` more bytes of record fit (a record of `bytes` bytes), telling
     /// the consumer through `producerWaiting` to wake this thread when it frees space.
     public func waitForSpace(forRecord bytes: Int) throws(RingError) {
-        let footprint = FrameRing.footprint(ofRecord: bytes)
-        guard footprint <= ring.capacity else {
-            throw RingError("a \(bytes)-byte record cannot fit the ring's \(ring.capacity) bytes")
-        }
-        while try freeBytes() < footprint {
+        let footprint = try footprint(ofRecord: bytes)
+        defer { airlock_store_relaxed_u32(ring.producerWaiting, 0) }
+        while try freeBytes(head: airlock_load_acquire_u32(ring.head)) < footprint {
             airlock_store_relaxed_u32(ring.producerWaiting, 1)
             airlock_fence()
+            // Looked at again after the flag is visible, and slept on that same value: a
+            // head published since either shows here or wakes the sleep.
             let head = airlock_load_acquire_u32(ring.head)
-            if Int(tail &- head) <= ring.capacity, ring.capacity - Int(tail &- head) >= footprint { break }
+            if try freeBytes(head: head) >= footprint { return }
             Futex.wait(ring.head, whileEqualTo: head)
         }
-        airlock_store_relaxed_u32(ring.producerWaiting, 0)
     }
 
     /// Tells the consumer that this producer has records it could not write for lack of
@@ -193,10 +198,6 @@ public struct RingProducer: ~Copyable, @unchecked Sendable {
         airlock_fence()
     }
 
-    /// Whether a record of `bytes` bytes fits now.
-    public func fits(record bytes: Int) throws(RingError) -> Bool {
-        try freeBytes() >= FrameRing.footprint(ofRecord: bytes)
-    }
 }
 
 /// The consuming side of a ``FrameRing``: one reader at a time (the caller serializes).

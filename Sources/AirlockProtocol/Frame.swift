@@ -81,8 +81,8 @@ public struct Frame: Sendable, Equatable {
         return writer.bytes
     }
 
-    /// Decodes exactly one frame occupying `bytes[range]` (one SEQPACKET packet, or a
-    /// frame the ``FrameDecoder`` cut out of a stream).
+    /// Decodes exactly one frame occupying `bytes[range]` (one record or packet of the
+    /// worker channel, or a frame the ``FrameDecoder`` cut out of a stream).
     public static func decode(_ bytes: [UInt8], range: Range<Int>? = nil, maxFrameSize: Int) throws(ProtocolError) -> Frame {
         let range = range ?? bytes.indices
         if range.count < ProtocolLimits.headerSize {

@@ -108,8 +108,7 @@ extension Supervisor {
             do {
                 written = try frameWriter.withUnsafeBytes { buffer throws(RingError) in try rings.requests.write(buffer) }
             } catch {
-                recycle(plugin, because: "it corrupted its channel's shared memory (\(error))")
-                return
+                return ringCorrupted(plugin, error)
             }
             if written {
                 if rings.requests.consumersAreWaiting { rings.requests.wakeConsumer() }
@@ -134,8 +133,7 @@ extension Supervisor {
                     wrote = true
                 }
             } catch {
-                recycle(plugin, because: "it corrupted its channel's shared memory (\(error))")
-                return
+                return ringCorrupted(plugin, error)
             }
             // Full: ask for the doorbell, then look once more (space freed just before the
             // request would ring nothing).
@@ -330,46 +328,36 @@ extension Supervisor {
         defer { drainingChannel = false }
         let buffer = ringBuffer
         for _ in 0..<Self.ringBudget {
+            let record: (count: Int, start: UInt32)
+            do {
+                // Empty: the head published (and fenced) after the last record came before
+                // this look at the tail, so a record written since rings the doorbell.
+                guard let next = try rings.answers.peek() else { return }
+                record = next
+            } catch {
+                return ringCorrupted(plugin, error)
+            }
+            guard record.count <= buffer.count else {
+                return recycle(plugin, because: "it sent a \(record.count)-byte frame, above the \(config.maxFrameSize)-byte limit")
+            }
             // A large binary result goes to the client straight from the ring: only the
-            // bytes around its data are copied out and checked.
-            let peeked: (count: Int, start: UInt32)?
-            do {
-                peeked = try rings.answers.peek()
-            } catch {
-                recycle(plugin, because: "it corrupted its channel's shared memory (\(error))")
-                return
-            }
-            if let peeked, peeked.count >= Self.inPlaceResultBytes, peeked.count <= buffer.count,
-               let relayed = relayResultInPlace(plugin, rings, peeked, buffer) {
-                rings.answers.skip(recordOf: peeked.count)
-                rings.answers.publish()
-                if rings.answers.producerIsWaiting { rings.answers.wakeProducer() }
-                guard relayed, plugin.rings === rings else { return }
-                continue
-            }
-            let result: RingConsumer.ReadResult
-            do {
-                result = try rings.answers.read(into: buffer)
-            } catch {
-                recycle(plugin, because: "it corrupted its channel's shared memory (\(error))")
-                return
-            }
+            // bytes around its data are copied out and checked. Any other record is
+            // copied out whole.
+            let handled = record.count >= Self.inPlaceResultBytes && relayResultInPlace(plugin, rings, record, buffer)
+            if !handled { rings.answers.copy(0..<record.count, ofRecordAt: record.start, into: buffer.baseAddress!) }
+            rings.answers.skip(recordOf: record.count)
             rings.answers.publish()
             if rings.answers.producerIsWaiting { rings.answers.wakeProducer() }
-            switch result {
-            case .empty:
-                // Published and fenced: a record written after this check rings the doorbell.
-                if !rings.answers.hasRecords { return }
-            case .oversized(let size):
-                recycle(plugin, because: "it sent a \(size)-byte frame, above the \(config.maxFrameSize)-byte limit")
-                return
-            case .record(let size):
-                guard handleWorkerPacket(.packet(size), UnsafeRawBufferPointer(rebasing: buffer[0..<size]), from: plugin),
-                      plugin.rings === rings
-                else { return }
-            }
+            if !handled { handleWorkerFrame(bytes: UnsafeRawBufferPointer(rebasing: buffer[0..<record.count]), from: plugin) }
+            // A frame may have recycled the worker: the rest of its ring is void.
+            guard plugin.rings === rings else { return }
         }
         scheduleDrain(plugin)
+    }
+
+    /// Ends a worker whose ring holds impossible values.
+    private func ringCorrupted(_ plugin: PluginRuntime, _ error: any Error) {
+        recycle(plugin, because: "it corrupted its channel's shared memory (\(error))")
     }
 
     /// Records at least this large are relayed in place when they are binary results.
@@ -382,36 +370,31 @@ extension Supervisor {
     /// before the record's space is published. A worker changing the data meanwhile can
     /// change only the data its client receives, never the frame around it.
     ///
-    /// Returns nil when the record is not such a result, or its data wraps around the end
-    /// of the ring (the caller reads it the usual way); true when it was relayed; false
-    /// when it was malformed and the worker is being recycled.
+    /// Returns false when the record is not such a result, or its data wraps around the
+    /// end of the ring (the caller reads it the usual way); true when it was handled:
+    /// relayed, or found malformed (the worker is being recycled).
     private func relayResultInPlace(
         _ plugin: PluginRuntime, _ rings: WorkerRings, _ record: (count: Int, start: UInt32), _ buffer: UnsafeMutableRawBufferPointer
-    ) -> Bool? {
+    ) -> Bool {
         let base = buffer.baseAddress!
         let headCount = min(record.count, 512)
         rings.answers.copy(0..<headCount, ofRecordAt: record.start, into: base)
         guard let range = ResultFrames.binaryDataRange(inWorkerResultHead: UnsafeRawBufferPointer(rebasing: buffer[0..<headCount])),
               range.lowerBound <= headCount, range.upperBound <= record.count,
               let data = rings.answers.contiguousBytes(range, ofRecordAt: record.start)
-        else { return nil }
+        else { return false }
         rings.answers.copy(range.upperBound..<record.count, ofRecordAt: record.start, into: base)
         let checked: ResultFrames.Checked
         do {
             guard let result = try ResultFrames.checkWorkerResult(
                 UnsafeRawBufferPointer(rebasing: buffer[0..<record.count]), maxFrameSize: config.maxFrameSize + 4096)
-            else { return nil }
+            else { return false }
             checked = result
         } catch {
             recycle(plugin, because: "it sent a malformed frame (\(error.message))")
-            return false
+            return true
         }
-        let op = checked.operationID
-        guard let route = plugin.routes[op], route.kind == .receive else {
-            nonsense(plugin, .workerResult, operation: op)
-            return false
-        }
-        forwardResult(plugin, operation: op, route: route, creditBytes: checked.dataByteCount) { connection, clientOperationID in
+        relayWorkerResult(checked, from: plugin) { connection, clientOperationID in
             queueRelayed(
                 head: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<range.lowerBound]), data: data,
                 tail: UnsafeRawBufferPointer(rebasing: buffer[range.upperBound..<record.count]),
@@ -470,55 +453,51 @@ extension Supervisor {
             for index in 0..<received {
                 // A packet may have recycled the worker: the rest of the batch is void.
                 guard plugin.channel == channel, plugin.generation == generation else { return }
-                guard handleWorkerPacket(batch.result(index), batch.bytes(index), from: plugin) else { return }
+                switch batch.result(index) {
+                case .wouldBlock:
+                    return
+                case .endOfFile:
+                    return channelClosed(plugin, why: "it closed its channel")
+                case .truncated(_, let size):
+                    return recycle(plugin, because: "it sent a \(size)-byte frame, above the \(config.maxFrameSize)-byte limit")
+                case .packet:
+                    handleWorkerFrame(bytes: batch.bytes(index), from: plugin)
+                }
             }
             if received < batch.slots { return }
         }
     }
 
-    /// Handles one packet from the channel; false when the channel is gone or the worker
-    /// is being recycled (the rest of the batch must be dropped).
-    private func handleWorkerPacket(_ result: Posix.PacketResult, _ packet: UnsafeRawBufferPointer, from plugin: PluginRuntime) -> Bool {
-        switch result {
-        case .wouldBlock:
-            return false
-        case .endOfFile:
-            channelClosed(plugin, why: "it closed its channel")
-            return false
-        case .truncated(_, let size):
-            recycle(plugin, because: "it sent a \(size)-byte frame, above the \(config.maxFrameSize)-byte limit")
-            return false
-        case .packet:
-            // Results (the bulk of the traffic) are checked in place and relayed under a
-            // header rewritten in place: sent from here when nothing is queued ahead of
-            // them on the client's connection, else copied into its output.
-            // Completions (one per operation) are read in place too.
-            do {
-                if let checked = try ResultFrames.checkWorkerResult(packet, maxFrameSize: config.maxFrameSize + 4096) {
-                    relayWorkerResult(checked, packet: packet, from: plugin)
-                    return true
+    /// Handles one frame from the worker (a ring record or a socket packet), checked and
+    /// read where it lies. A malformed one recycles the worker.
+    private func handleWorkerFrame(bytes packet: UnsafeRawBufferPointer, from plugin: PluginRuntime) {
+        // Results (the bulk of the traffic) are checked in place and relayed under a
+        // header rewritten in place: sent from here when nothing is queued ahead of them
+        // on the client's connection, else copied into its output. Completions (one per
+        // operation) are read in place too.
+        do {
+            if let checked = try ResultFrames.checkWorkerResult(packet, maxFrameSize: config.maxFrameSize + 4096) {
+                // The packet sits in airlockd's own buffer: its header is rewritten there.
+                return relayWorkerResult(checked, from: plugin) { connection, clientOperationID in
+                    queueRelayed(UnsafeMutableRawBufferPointer(mutating: packet), type: .receiveResult, operationID: clientOperationID, on: connection)
                 }
-                if let (op, completion) = try CompletionFrame.readWorkerComplete(packet, maxFrameSize: config.maxFrameSize + 4096) {
-                    workerCompleted(plugin, operation: op, completion)
-                    return true
-                }
-            } catch {
-                recycle(plugin, because: "it sent a malformed frame (\(error.message))")
-                return false
             }
-            let frame: Frame
-            do {
-                // Copied into the reused buffer (the decoder reads arrays): no allocation.
-                scratchBytes.removeAll(keepingCapacity: scratchBytes.capacity <= 64 << 10)
-                scratchBytes.append(contentsOf: packet)
-                frame = try Frame.decode(scratchBytes, maxFrameSize: config.maxFrameSize + 4096)
-            } catch {
-                recycle(plugin, because: "it sent a malformed frame (\(error.message))")
-                return false
+            if let (op, completion) = try CompletionFrame.readWorkerComplete(packet, maxFrameSize: config.maxFrameSize + 4096) {
+                return workerCompleted(plugin, operation: op, completion)
             }
-            handleWorkerFrame(frame, from: plugin)
-            return true
+        } catch {
+            return recycle(plugin, because: "it sent a malformed frame (\(error.message))")
         }
+        let frame: Frame
+        do {
+            // Copied into the reused buffer (the decoder reads arrays): no allocation.
+            scratchBytes.removeAll(keepingCapacity: scratchBytes.capacity <= 64 << 10)
+            scratchBytes.append(contentsOf: packet)
+            frame = try Frame.decode(scratchBytes, maxFrameSize: config.maxFrameSize + 4096)
+        } catch {
+            return recycle(plugin, because: "it sent a malformed frame (\(error.message))")
+        }
+        handleWorkerFrame(frame, from: plugin)
     }
 
     private func channelClosed(_ plugin: PluginRuntime, why: String) {
@@ -605,15 +584,16 @@ extension Supervisor {
 
     /// A checked `W_RESULT` (not text): relayed to the client as `RECEIVE_RESULT` with the
     /// payload bytes as they are, or its credit returned when nobody receives it.
-    private func relayWorkerResult(_ checked: ResultFrames.Checked, packet: UnsafeRawBufferPointer, from plugin: PluginRuntime) {
+    /// Relays a checked `W_RESULT` to the Receive it belongs to (`enqueue` queues its
+    /// bytes); a result for anything else recycles the worker.
+    private func relayWorkerResult(
+        _ checked: ResultFrames.Checked, from plugin: PluginRuntime, _ enqueue: (ClientConnection, _ clientOperationID: UInt64) -> Void
+    ) {
         let op = checked.operationID
         guard let route = plugin.routes[op], route.kind == .receive else {
             return nonsense(plugin, .workerResult, operation: op)
         }
-        forwardResult(plugin, operation: op, route: route, creditBytes: checked.dataByteCount) { connection, clientOperationID in
-            // The packet sits in airlockd's own receive buffer: its header is rewritten there.
-            queueRelayed(UnsafeMutableRawBufferPointer(mutating: packet), type: .receiveResult, operationID: clientOperationID, on: connection)
-        }
+        forwardResult(plugin, operation: op, route: route, creditBytes: checked.dataByteCount, enqueue)
     }
 
     /// Counts a result's bytes against its Receive's credit and queues it for the client

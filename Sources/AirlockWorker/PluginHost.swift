@@ -19,8 +19,8 @@ final class PluginHost: @unchecked Sendable {
     let channel: WorkerChannel
     /// The largest frame the supervisor accepts (`W_START.maxEnvelopeSize`).
     let maxEnvelopeSize: Int
-    /// The largest frame this worker sends: the envelope, or less when the channel's
-    /// send buffer cannot hold that much in one packet.
+    /// The largest frame this worker sends: the envelope, or less when a ring of the
+    /// channel cannot carry that much whole.
     private(set) var maxFrameSize: Int
     /// Per-operation window of result bytes not yet credited.
     let outputWindow: Int

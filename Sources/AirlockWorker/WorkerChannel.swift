@@ -7,9 +7,9 @@ import Glibc
 /// shared memory (descriptor 4, mapped and closed at start), the supervisor's doorbell
 /// (descriptor 5, an eventfd), and a `SOCK_SEQPACKET` socket (descriptor 3) for `W_FATAL`.
 ///
-/// Every frame is one record of a ring. Any thread may send: the request ring's writer is
-/// behind a lock, and a full ring blocks the sender until the supervisor frees space (the
-/// natural backpressure). Reader threads take requests one at a time; those with nothing
+/// Every frame is one record of a ring. Any thread may send: the writer of the ring to
+/// the supervisor is behind a lock, and a full ring blocks the sender until the supervisor
+/// frees space (the natural backpressure). Reader threads take requests one at a time; those with nothing
 /// to read sleep on the ring's tail, and each request wakes one of them.
 final class WorkerChannel: Sendable {
     /// The channel of this process.

@@ -236,9 +236,17 @@ SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 setsid systemd-nspawn -D "$rootfs" -b \
     --bind-ro="$stage:/airlock-stage" \
     >"$stage/console.log" 2>&1 </dev/null 9>&- &
 # setsid forks when it already leads a process group: find nspawn by its unique machine name.
-for _ in $(seq 1 100); do
+# Its first child may still be the short-lived helper that forks the container: the leader
+# is the child running the container's systemd (on a loaded machine the helper can be seen
+# first, and entering its namespaces after it exits fails).
+leader=
+for _ in $(seq 1 300); do
     nspawn_pid=$(pgrep -f -x "systemd-nspawn -D $rootfs .* -M $machine .*" | head -n 1)
-    [ -n "$nspawn_pid" ] && leader=$(pgrep -P "$nspawn_pid" | head -n 1)
+    if [ -n "$nspawn_pid" ]; then
+        for child in $(pgrep -P "$nspawn_pid"); do
+            [ "$(cat "/proc/$child/comm" 2>/dev/null)" = systemd ] && leader=$child
+        done
+    fi
     [ -n "$leader" ] && break
     sleep 0.1
 done

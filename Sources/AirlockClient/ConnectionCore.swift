@@ -112,6 +112,14 @@ final class ReadSide: @unchecked Sendable {
     /// The most one receive asks for: a stream of output is taken in several results per
     /// system call (and per wake-up of the consumer).
     static let largestReceive = 1 << 20
+    /// A result whose binary data still has this many bytes to come is received into an
+    /// array of its own (``FrameDecoder/setAsideResultData(minimumMissing:)``): the output
+    /// a stream delivers is then not copied out of the decoder's storage.
+    static let setAsideMinimum = 32_768
+    /// What a receive into set-aside data takes beyond it: the rest of that frame and the
+    /// start of the next. Small, so that the next large result's data is mostly still
+    /// queued, to be set aside in turn, rather than received (and copied) here.
+    static let receiveBeyondSetAside = 4096
 
     /// What the reading thread owns, and what `parking` guards. Behind a pointer rather
     /// than in stored `var`s, which are checked for exclusive access at run time on every
@@ -125,6 +133,11 @@ final class ReadSide: @unchecked Sendable {
 
         // Owned by the thread that reads.
         var receiveSize = ReadSide.smallestReceive
+        /// Set while results with large data arrive (the last frame decoded was one, or the
+        /// next one's data is set aside): until the next frame's start is in, a receive
+        /// then takes only ``receiveBeyondSetAside`` bytes, so that its data can be set
+        /// aside too.
+        var receivingOutput = false
         /// The frames of one receive between decoding and routing (kept: no allocation
         /// per receive).
         var frameList: [Frame] = []
@@ -172,6 +185,17 @@ final class ReadSide: @unchecked Sendable {
     var receiveSize: Int {
         get { fields.pointee.receiveSize }
         set { fields.pointee.receiveSize = newValue }
+    }
+
+    /// Whether `frame` is a result whose data would have been set aside.
+    static func isLargeResult(_ frame: Frame) -> Bool {
+        guard case .receiveResult(let result) = frame.message, case .binary(let data) = result.streamResult else { return false }
+        return data.count >= setAsideMinimum
+    }
+
+    var receivingOutput: Bool {
+        get { fields.pointee.receivingOutput }
+        set { fields.pointee.receivingOutput = newValue }
     }
 
     /// The kept list for one receive's frames, empty; give it back with
@@ -667,9 +691,6 @@ final class ConnectionCore: Sendable {
     private func readAndRoute(own: inout OwnAnswer) -> AirlockError? {
         let read = readSide
         if let ending = read.ending { return ending }
-        let capacity = read.receiveSize
-        var failure: SystemCallError?
-        var wouldBlock = false
         // Sleep in poll(POLLIN), not in recv: a thread blocked in recv on a stream socket
         // is also woken each time airlockd reads what this side sent (the kernel's
         // write-space wake-up), one useless context switch per request; poll's wake-up
@@ -680,55 +701,56 @@ final class ConnectionCore: Sendable {
             do throws(SystemCallError) {
                 _ = try Posix.poll(fd, for: [.input], timeoutMilliseconds: -1)
             } catch {
-                failure = error
+                read.ending = .connectionLost(socketPath: socketPath, "\(error)")
+                return read.ending
             }
         }
-        // Straight into the decoder's storage: no copy between a receive buffer and it.
-        let count = failure != nil ? 0 : read.decoder.receive(upTo: capacity) { space in
-            do throws(SystemCallError) {
-                guard let received = try Posix.receive(fd, into: space) else {
-                    wouldBlock = true
-                    return 0
-                }
-                return received
-            } catch {
-                failure = error
-                return 0
-            }
-        }
-        if let failure {
-            read.ending = .connectionLost(socketPath: socketPath, "\(failure)")
-            return read.ending
-        }
-        if wouldBlock { return nil }
-        if count == 0 {
-            read.ending = .connectionLost(socketPath: socketPath, read.decoder.isMidFrame ? "airlockd closed the socket in the middle of a frame" : "airlockd closed the socket")
-            return read.ending
-        }
-        if count == capacity && capacity < ReadSide.largestReceive { read.receiveSize = capacity * 2 }
         // Every complete frame is decoded first and then routed in order: a stream's
         // consumer, woken by the first result, finds the others of this receive already
         // queued, instead of being woken again for each one while the next is decoded.
         var frames = read.takeFrameList()
         var malformed: ProtocolError?
+        var receiveEnding: AirlockError?
         // Where the caller's own answer, taken in place, comes among the frames (-1: not
         // in this receive).
         var ownIndex = -1
-        do throws(ProtocolError) {
-            while true {
-                if own.operationID != 0 && ownIndex < 0 && read.decoder.takeSuccessfulCompletion(of: own.operationID) {
-                    ownIndex = frames.count
-                    continue
-                }
-                guard let frame = try read.decoder.next() else { break }
-                if case .helloAck(let ack) = frame.message, !read.handshakeDone {
-                    read.decoder.maxFrameSize = Int(ack.maxFrameSize)
-                    read.handshakeDone = true
-                }
-                frames.append(frame)
+        var flags: Posix.MessageFlags = []
+        var received = 0
+        receiving: while true {
+            switch receiveOnce(read, flags: flags) {
+            case .bytes(let count): received += count
+            case .nothingQueued: break receiving
+            case .ended(let reason):
+                receiveEnding = reason
+                break receiving
             }
-        } catch {
-            malformed = error
+            let decodedBefore = frames.count
+            do throws(ProtocolError) {
+                while true {
+                    if own.operationID != 0 && ownIndex < 0 && read.decoder.takeSuccessfulCompletion(of: own.operationID) {
+                        ownIndex = frames.count
+                        continue
+                    }
+                    guard let frame = try read.decoder.next() else { break }
+                    if case .helloAck(let ack) = frame.message, !read.handshakeDone {
+                        read.decoder.maxFrameSize = Int(ack.maxFrameSize)
+                        read.handshakeDone = true
+                    }
+                    frames.append(frame)
+                }
+            } catch {
+                malformed = error
+                break receiving
+            }
+            // A large result is likely followed by another: then the next receives take only
+            // the start of the next frame, so that its data can be set aside.
+            if frames.count > decodedBefore { read.receivingOutput = ReadSide.isLargeResult(frames[frames.count - 1]) }
+            // While large results arrive one after another (each received into its own
+            // array, a few per receive at most), the ones already queued are taken too
+            // before any is routed, up to what one large receive would take: the consumer
+            // is still woken once for several.
+            guard read.receivingOutput && received < ReadSide.largestReceive else { break }
+            flags = .dontWait
         }
         var ending: AirlockError?
         for index in frames.indices {
@@ -739,8 +761,58 @@ final class ConnectionCore: Sendable {
         if ending == nil && ownIndex == frames.count { takeOwnAnswer(&own) }
         read.returnFrameList(&frames)
         if ending == nil, let malformed { ending = .protocolViolation(malformed, socketPath: socketPath) }
+        if ending == nil { ending = receiveEnding }
         if let ending { read.ending = ending }
         return ending
+    }
+
+    /// What one ``receiveOnce(_:flags:)`` brought.
+    private enum Received {
+        /// This many bytes are in the decoder.
+        case bytes(Int)
+        /// Nothing was queued (a non-blocking receive).
+        case nothingQueued
+        /// The connection ended: airlockd closed it, or the receive failed.
+        case ended(AirlockError)
+    }
+
+    /// Receives once, straight into the decoder's storage (no copy between a receive buffer
+    /// and it). When the next frame is a large result, its data is received into an array
+    /// of its own (``FrameDecoder/setAsideResultData(minimumMissing:)``) and the receive
+    /// takes little beyond it; so does the receive after such a result (the next one is
+    /// likely another).
+    private func receiveOnce(_ read: ReadSide, flags: Posix.MessageFlags) -> Received {
+        let intoSetAside = read.handshakeDone && read.decoder.setAsideResultData(minimumMissing: ReadSide.setAsideMinimum)
+            && read.decoder.missingSetAsideByteCount > 0
+        if intoSetAside { read.receivingOutput = true }
+        // While results with large data arrive, a receive takes little until the next
+        // frame's start is in: enough to set its data aside.
+        let capacity = intoSetAside || (read.receivingOutput && read.decoder.bufferedByteCount < ReadSide.receiveBeyondSetAside)
+            ? ReadSide.receiveBeyondSetAside : read.receiveSize
+        var failure: SystemCallError?
+        var wouldBlock = false
+        let count = read.decoder.receive(upTo: capacity) { data, space in
+            do throws(SystemCallError) {
+                let received = data.isEmpty
+                    ? try Posix.receive(fd, into: space, flags: flags) : try Posix.receive(fd, into: data, space, flags: flags)
+                guard let received else {
+                    wouldBlock = true
+                    return 0
+                }
+                return received
+            } catch {
+                failure = error
+                return 0
+            }
+        }
+        if let failure { return .ended(.connectionLost(socketPath: socketPath, "\(failure)")) }
+        if wouldBlock { return .nothingQueued }
+        if count == 0 {
+            return .ended(.connectionLost(
+                socketPath: socketPath, read.decoder.isMidFrame ? "airlockd closed the socket in the middle of a frame" : "airlockd closed the socket"))
+        }
+        if capacity == read.receiveSize && count == capacity && capacity < ReadSide.largestReceive { read.receiveSize = capacity * 2 }
+        return .bytes(count)
     }
 
     /// Ends the caller's own operation with the successful answer taken in place, unless

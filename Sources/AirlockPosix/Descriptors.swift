@@ -61,6 +61,24 @@ public enum Posix {
         try retryingInterruptsUnlessWouldBlock("recv", Glibc.recv(fd.rawValue, buffer.baseAddress, buffer.count, flags.rawValue))
     }
 
+    /// Scattering receive (`recvmsg`) into `first`, then `second`: returns the count
+    /// received in all (0 when the peer closed), or `nil` on `EAGAIN`. Either space may be
+    /// empty.
+    public static func receive(
+        _ fd: FileDescriptor, into first: UnsafeMutableRawBufferPointer, _ second: UnsafeMutableRawBufferPointer,
+        flags: MessageFlags = []
+    ) throws(SystemCallError) -> Int? {
+        var vectors = (
+            iovec(iov_base: first.baseAddress, iov_len: first.count),
+            iovec(iov_base: second.baseAddress, iov_len: second.count))
+        return try withUnsafeMutablePointer(to: &vectors) { (tuple) throws(SystemCallError) -> Int? in
+            var header = msghdr()
+            header.msg_iov = UnsafeMutableRawPointer(tuple).assumingMemoryBound(to: iovec.self)
+            header.msg_iovlen = 2
+            return try retryingInterruptsUnlessWouldBlock("recvmsg", Glibc.recvmsg(fd.rawValue, &header, flags.rawValue))
+        }
+    }
+
     /// `send` with `MSG_NOSIGNAL` always added: a closed peer gives `EPIPE`, never `SIGPIPE`.
     /// Returns the count sent, or `nil` on `EAGAIN`.
     public static func send(_ fd: FileDescriptor, _ buffer: UnsafeRawBufferPointer, flags: MessageFlags = []) throws(SystemCallError) -> Int? {

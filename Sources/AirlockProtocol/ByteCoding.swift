@@ -144,6 +144,13 @@ public struct ByteReader: Sendable {
     /// The index of the next unread byte.
     public private(set) var position: Int
     @usableFromInline let end: Int
+    /// Where the bytes of a blob held outside `bytes` would begin (-1: none). A
+    /// ``FrameDecoder`` receives the data of a large result into an array of its own; the
+    /// frame's other bytes are in `bytes`, the ones after the data right behind the ones
+    /// before it.
+    var setAsidePosition = -1
+    /// That blob, handed out (not copied) by ``blob(_:)`` when it reads at `setAsidePosition`.
+    var setAsideBlob: [UInt8] = []
 
     /// Reads `bytes[range]`.
     public init(_ bytes: [UInt8], range: Range<Int>? = nil) {
@@ -152,6 +159,17 @@ public struct ByteReader: Sendable {
         self.position = range.lowerBound
         self.end = range.upperBound
     }
+
+    /// Reads `bytes[range]`, in which the blob whose bytes would begin at `position` is
+    /// not: it is `blob`.
+    init(_ bytes: [UInt8], range: Range<Int>, setAside blob: [UInt8], at position: Int) {
+        self.init(bytes, range: range)
+        setAsidePosition = position
+        setAsideBlob = blob
+    }
+
+    /// True once the blob set aside was read (or when there was none).
+    var setAsideBlobWasRead: Bool { setAsidePosition < 0 }
 
     /// Bytes not yet read.
     public var remaining: Int { end - position }
@@ -241,6 +259,14 @@ public struct ByteReader: Sendable {
 
     public mutating func blob(_ field: StaticString = "bytes") throws(ProtocolError) -> [UInt8] {
         let count = Int(try u32(field))
+        if position == setAsidePosition {
+            guard count == setAsideBlob.count else {
+                throw ProtocolError.malformed("field \(field): length \(count) is not the \(setAsideBlob.count) bytes received for it")
+            }
+            setAsidePosition = -1
+            defer { setAsideBlob = [] }
+            return setAsideBlob
+        }
         try need(count, field)
         defer { position += count }
         return Array(bytes[position..<(position + count)])

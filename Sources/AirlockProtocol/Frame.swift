@@ -85,12 +85,18 @@ public struct Frame: Sendable, Equatable {
     /// worker channel, or a frame the ``FrameDecoder`` cut out of a stream).
     public static func decode(_ bytes: [UInt8], range: Range<Int>? = nil, maxFrameSize: Int) throws(ProtocolError) -> Frame {
         let range = range ?? bytes.indices
-        if range.count < ProtocolLimits.headerSize {
-            throw ProtocolError.malformed("a frame needs at least \(ProtocolLimits.headerSize) bytes, got \(range.count)")
+        return try decode(ByteReader(bytes, range: range), frameSize: range.count, maxFrameSize: maxFrameSize)
+    }
+
+    /// Decodes exactly one frame of `frameSize` bytes that `r` reads (all of them, or all
+    /// but a blob it holds apart).
+    static func decode(_ reader: ByteReader, frameSize: Int, maxFrameSize: Int) throws(ProtocolError) -> Frame {
+        if frameSize < ProtocolLimits.headerSize {
+            throw ProtocolError.malformed("a frame needs at least \(ProtocolLimits.headerSize) bytes, got \(frameSize)")
         }
-        var r = ByteReader(bytes, range: range)
+        var r = reader
         let length = Int(try r.u32("length"))
-        try FrameHeaderRules.checkLength(length, frameSize: range.count, maxFrameSize: maxFrameSize)
+        try FrameHeaderRules.checkLength(length, frameSize: frameSize, maxFrameSize: maxFrameSize)
         let rawType = try r.u16("type")
         guard let type = MessageType(rawValue: rawType) else {
             throw ProtocolError.malformed("unknown message type 0x\(String(rawType, radix: 16, uppercase: true))")
@@ -99,6 +105,9 @@ public struct Frame: Sendable, Equatable {
         try FrameHeaderRules.checkFlags(rawFlags, of: type)
         let operationID = try r.u64("operationID")
         let message = try Message.decode(type: type, from: &r)
+        guard r.setAsideBlobWasRead else {
+            throw ProtocolError.malformed("\(type.wireName): no binary data where its data was received")
+        }
         return Frame(operationID: operationID, flags: FrameFlags(rawValue: rawFlags), message: message)
     }
 }
@@ -120,6 +129,19 @@ public struct FrameDecoder: Sendable {
     var readIndex = 0
     var endIndex = 0
 
+    /// The binary data of the result frame at `readIndex`, received into an array of its
+    /// own (``setAsideResultData(minimumMissing:)``): the frame's bytes before the data are
+    /// at `readIndex..<(readIndex + offset)` and the ones after it follow them in `buffer`.
+    struct SetAsideData {
+        /// The data; `bytes[0..<filled]` have arrived.
+        var bytes: [UInt8]
+        var filled: Int
+        /// Where the data begins in the frame.
+        let offset: Int
+    }
+
+    var setAside: SetAsideData?
+
     /// A decoder of frames of at most `maxFrameSize` bytes that keeps up to `keptStorage`
     /// bytes of storage between frames.
     public init(maxFrameSize: Int, keptStorage: Int = 262_144) {
@@ -129,6 +151,14 @@ public struct FrameDecoder: Sendable {
 
     /// True while part of a frame has arrived but not all of it.
     public var isMidFrame: Bool { readIndex < endIndex }
+
+    /// Bytes of set-aside data still to come (0 when none is set aside): the first space a
+    /// ``receive(upTo:_:)-(UnsafeMutableRawBufferPointer,UnsafeMutableRawBufferPointer)``
+    /// offers.
+    public var missingSetAsideByteCount: Int {
+        guard let setAside else { return 0 }
+        return setAside.bytes.count - setAside.filled
+    }
 
     /// Bytes received and not yet decoded.
     public var bufferedByteCount: Int { endIndex - readIndex }
@@ -176,6 +206,78 @@ public struct FrameDecoder: Sendable {
         return written
     }
 
+    /// Makes the binary data of a large `RECEIVE_RESULT` that has begun to arrive go into an
+    /// array of its own, which the decoded frame's `.binary` then holds: a stream of output
+    /// is copied once (by the kernel, into that array), not a second time out of the
+    /// decoder's storage. Returns true when data is set aside (now or before).
+    ///
+    /// It applies when the next frame is a `RECEIVE_RESULT` with binary data that has not
+    /// all arrived, whose length prefix is within ``maxFrameSize`` and leaves room for the
+    /// data and the shortest tail, and of whose data at least `minimumMissing` bytes are
+    /// still to come; otherwise nothing changes. The data's bytes received so far move to
+    /// the new array. Receives then fill the array first
+    /// (``receive(upTo:_:)-(UnsafeMutableRawBufferPointer,UnsafeMutableRawBufferPointer)``);
+    /// ``next()`` decodes the frame, with every check it always makes, once the rest has
+    /// arrived. Only `RECEIVE_RESULT` is set aside: a decoder used with ``peekFrame()`` and
+    /// ``takeFrame(into:)`` never calls this.
+    public mutating func setAsideResultData(minimumMissing: Int) -> Bool {
+        if setAside != nil { return true }
+        let pending = bufferedByteCount
+        guard pending >= ProtocolLimits.headerSize + 5 else { return false }
+        let frameSize = Int(peekLength()) + 4
+        guard frameSize >= ProtocolLimits.headerSize, frameSize <= maxFrameSize, pending < frameSize else { return false }
+        let start = readIndex
+        let found = buffer.withUnsafeBytes { storage in
+            ResultFrames.binaryDataRange(inResultHead: UnsafeRawBufferPointer(rebasing: storage[start..<(start + pending)]), type: .receiveResult)
+        }
+        // The data and the shortest tail (no command state, an exit code) fit in the frame.
+        guard let data = found, data.upperBound + 5 <= frameSize, data.upperBound - pending >= max(minimumMissing, 1) else { return false }
+        let arrived = pending - data.lowerBound
+        let bytes = buffer.withUnsafeBytes { storage in
+            [UInt8](unsafeUninitializedCapacity: data.count) { array, initialized in
+                if arrived > 0 {
+                    UnsafeMutableRawBufferPointer(array).copyMemory(
+                        from: UnsafeRawBufferPointer(rebasing: storage[(start + data.lowerBound)..<(start + pending)]))
+                }
+                initialized = data.count  // the rest is written by receives before it is read
+            }
+        }
+        setAside = SetAsideData(bytes: bytes, filled: arrived, offset: data.lowerBound)
+        endIndex = start + data.lowerBound
+        return true
+    }
+
+    /// ``receive(upTo:_:)-(UnsafeMutableRawBufferPointer)`` with two spaces: first the
+    /// missing bytes of the set-aside data (empty when none is missing), then up to
+    /// `maxCount` bytes of the decoder's storage. `receive` fills them in that order (a
+    /// scattering read) and returns how many bytes it wrote in all.
+    @discardableResult
+    public mutating func receive(
+        upTo maxCount: Int, _ receive: (UnsafeMutableRawBufferPointer, UnsafeMutableRawBufferPointer) -> Int
+    ) -> Int {
+        guard var aside = setAside, aside.filled < aside.bytes.count else {
+            return self.receive(upTo: maxCount) { space in receive(UnsafeMutableRawBufferPointer(start: nil, count: 0), space) }
+        }
+        precondition(maxCount > 0, "receive needs room for at least one byte")
+        makeSpace(maxCount)
+        setAside = nil  // the array is written through its only reference, not copied
+        let missing = aside.bytes.count - aside.filled
+        let filled = aside.filled
+        let start = endIndex
+        let written = aside.bytes.withUnsafeMutableBytes { data in
+            buffer.withUnsafeMutableBytes { storage in
+                receive(UnsafeMutableRawBufferPointer(rebasing: data[filled...]),
+                        UnsafeMutableRawBufferPointer(rebasing: storage[start..<(start + maxCount)]))
+            }
+        }
+        precondition(written >= 0 && written <= missing + maxCount, "receive wrote \(written) of at most \(missing + maxCount) bytes")
+        let intoData = min(written, missing)
+        aside.filled += intoData
+        endIndex += written - intoData
+        setAside = aside
+        return written
+    }
+
     /// Makes room for `count` more bytes after `endIndex`: moves the undecoded bytes to the
     /// front when the space behind them is too short, and grows the storage (to at least
     /// twice its size) only when that is not enough either.
@@ -217,12 +319,18 @@ public struct FrameDecoder: Sendable {
 
     /// The size of the next frame (length prefix included) when all of it has arrived,
     /// else nil. Throws as soon as a length prefix is out of bounds.
+    /// With data set aside, the size is what the frame takes in `buffer`: all but the data.
     func completeFrameSize() throws(ProtocolError) -> Int? {
         guard bufferedByteCount >= 4 else { return nil }
         let length = Int(peekLength())
         try FrameHeaderRules.checkLength(length, maxFrameSize: maxFrameSize)
-        guard bufferedByteCount >= length + 4 else { return nil }
-        return length + 4
+        var size = length + 4
+        if let setAside {
+            guard setAside.filled == setAside.bytes.count else { return nil }
+            size -= setAside.bytes.count
+        }
+        guard bufferedByteCount >= size else { return nil }
+        return size
     }
 
     /// The type and size (length prefix included) of the next frame when all of it has
@@ -231,6 +339,7 @@ public struct FrameDecoder: Sendable {
     ///
     /// Mutating only so that a decoder stored in a class is read in place, not copied.
     public mutating func peekFrame() throws(ProtocolError) -> (type: UInt16, size: Int)? {
+        precondition(setAside == nil, "peekFrame and takeFrame do not mix with setAsideResultData")
         guard let size = try completeFrameSize() else { return nil }
         return (peekType(), size)
     }
@@ -256,7 +365,14 @@ public struct FrameDecoder: Sendable {
     public mutating func next() throws(ProtocolError) -> Frame? {
         guard let size = try completeFrameSize() else { return nil }
         let range = readIndex..<(readIndex + size)
-        let frame = try Frame.decode(buffer, range: range, maxFrameSize: maxFrameSize)
+        let frame: Frame
+        if let aside = setAside {
+            setAside = nil
+            let reader = ByteReader(buffer, range: range, setAside: aside.bytes, at: readIndex + aside.offset)
+            frame = try Frame.decode(reader, frameSize: size + aside.bytes.count, maxFrameSize: maxFrameSize)
+        } else {
+            frame = try Frame.decode(buffer, range: range, maxFrameSize: maxFrameSize)
+        }
         consume(size)
         return frame
     }

@@ -40,16 +40,17 @@ public enum ResultFrames {
         return Checked(operationID: WireCursor.load64(packet, 8), dataByteCount: dataByteCount)
     }
 
-    /// Where the binary data of a `W_RESULT` lies, read from the frame's first bytes only
-    /// (`head`; the frame goes on beyond it): the range, in offsets of the frame, of the
-    /// data bytes. Nil when `head` does not begin a `W_RESULT` carrying binary data, or
-    /// ends before the data begins. This checks nothing else: the whole frame still goes
-    /// through ``checkWorkerResult(_:maxFrameSize:)``, which never reads the data bytes, so
-    /// the caller may leave them where they are (in a worker's ring) and check a copy of
-    /// the rest.
-    public static func binaryDataRange(inWorkerResultHead head: UnsafeRawBufferPointer) -> Range<Int>? {
+    /// Where the binary data of a result frame of type `type` (`W_RESULT` or
+    /// `RECEIVE_RESULT`) lies, read from the frame's first bytes only (`head`; the frame
+    /// goes on beyond it): the range, in offsets of the frame, of the data bytes. Nil when
+    /// `head` does not begin a frame of that type carrying binary data, or ends before the
+    /// data begins. This checks nothing else: the whole frame is still checked or decoded
+    /// (``checkWorkerResult(_:maxFrameSize:)`` never reads the data bytes, so the
+    /// supervisor may leave them where they are, in a worker's ring, and check a copy of the
+    /// rest; a ``FrameDecoder`` may receive them into an array of their own).
+    public static func binaryDataRange(inResultHead head: UnsafeRawBufferPointer, type: MessageType = .workerResult) -> Range<Int>? {
         guard head.count >= ProtocolLimits.headerSize + 5,
-              WireCursor.load16(head, 4) == MessageType.workerResult.rawValue else { return nil }
+              WireCursor.load16(head, 4) == type.rawValue else { return nil }
         var position = ProtocolLimits.headerSize + 4  // past the header and the result flags
         switch head[position] {
         case 0:

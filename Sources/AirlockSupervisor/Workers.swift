@@ -379,7 +379,7 @@ extension Supervisor {
         let base = buffer.baseAddress!
         let headCount = min(record.count, 512)
         rings.answers.copy(0..<headCount, ofRecordAt: record.start, into: base)
-        guard let range = ResultFrames.binaryDataRange(inWorkerResultHead: UnsafeRawBufferPointer(rebasing: buffer[0..<headCount])),
+        guard let range = ResultFrames.binaryDataRange(inResultHead: UnsafeRawBufferPointer(rebasing: buffer[0..<headCount])),
               range.lowerBound <= headCount, range.upperBound <= record.count,
               let data = rings.answers.contiguousBytes(range, ofRecordAt: record.start)
         else { return false }

@@ -13,7 +13,9 @@ import AirlockProtocol
 /// 2. As a stream (`FrameDecoder`): fed all at once and fed in pseudo-random pieces no
 ///    larger than `readCapacity`, it yields the same frames and the same error; every
 ///    frame re-encodes to exactly the bytes it was cut from; and the buffered bytes plus
-///    `readCapacity` never exceed `maxFrameSize + 64 KiB`.
+///    `readCapacity` never exceed `maxFrameSize + 64 KiB`. Fed in pieces through scattering
+///    receives, with every result's data set aside once its start is in
+///    (`setAsideResultData`), it yields the same frames and the same error too.
 /// 3. to 5. The in-place readers, `ResultFrames.checkWorkerResult`, `ShellRequestPacket` and
 ///    `CompletionFrame.readWorkerComplete` (the supervisor's) and `WorkerRequestPacket` (the
 ///    worker's), agree with `Frame.decode`, and the in-place writers with `encode` (see each
@@ -89,7 +91,7 @@ enum CodecProperties {
         switch (decoded, checked) {
         case (.success(let frame), .success(nil)):
             // Passing is right for other types and for text results (left to the decoder).
-            if frame.message.type != .workerResult, input.withUnsafeBytes({ ResultFrames.binaryDataRange(inWorkerResultHead: $0) }) != nil {
+            if frame.message.type != .workerResult, input.withUnsafeBytes({ ResultFrames.binaryDataRange(inResultHead: $0) }) != nil {
                 problems.append("relay: binaryDataRange found data in a \(frame.message.type.wireName)")
             }
             if case .workerResult(let result) = frame.message {
@@ -111,7 +113,7 @@ enum CodecProperties {
             }
             // The in-place relay sends the data from where binaryDataRange says it lies.
             if case .binary(let bytes) = result.streamResult {
-                let range = input.withUnsafeBytes { ResultFrames.binaryDataRange(inWorkerResultHead: $0) }
+                let range = input.withUnsafeBytes { ResultFrames.binaryDataRange(inResultHead: $0) }
                 if range.map({ $0.upperBound <= input.count ? Array(input[$0]) : [] }) != bytes {
                     problems.append("relay: binaryDataRange gave \(String(describing: range)), not where the \(bytes.count) data bytes lie")
                 }
@@ -344,6 +346,41 @@ enum CodecProperties {
             chunked.append(Array(input[offset..<(offset + count)]))
             offset += count
             drain(&chunked, into: &pieces)
+        }
+
+        // In the same pieces, with the data of every result set aside as soon as its start
+        // has arrived (the client's receive path): the same frames and the same error.
+        var setAside = StreamOutcome()
+        var scattering = FrameDecoder(maxFrameSize: maxFrameSize)
+        random = SplitMix64(seed: fnv1a(input))
+        offset = 0
+        while offset < input.count && setAside.error == nil {
+            _ = scattering.setAsideResultData(minimumMissing: 1)
+            let wanted = random.next() % 4 == 0 ? Int(random.next() % 8) + 1 : Int(random.next() % 300) + 1
+            let piece = input[offset..<min(offset + wanted, input.count)]
+            let missing = scattering.missingSetAsideByteCount
+            let written = scattering.receive(upTo: max(1, piece.count - missing)) { data, space in
+                piece.withUnsafeBytes { bytes in
+                    let intoData = min(data.count, bytes.count)
+                    if intoData > 0 { data.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[0..<intoData])) }
+                    let intoSpace = min(space.count, bytes.count - intoData)
+                    if intoSpace > 0 {
+                        space.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[intoData..<(intoData + intoSpace)]))
+                    }
+                    return intoData + intoSpace
+                }
+            }
+            if written != piece.count {
+                problems.append("stream: a scattering receive of \(piece.count) bytes took \(written)")
+                break
+            }
+            offset += written
+            drain(&scattering, into: &setAside)
+        }
+        if whole.frames != setAside.frames || whole.error != setAside.error {
+            problems.append(
+                "stream: whole input gave \(whole.frames.count) frame(s), error \(whole.error.map(String.init(describing:)) ?? "none"); "
+                    + "with data set aside \(setAside.frames.count) frame(s), error \(setAside.error.map(String.init(describing:)) ?? "none")")
         }
 
         if whole != pieces {

@@ -695,9 +695,10 @@ final class ConnectionCore: Sendable {
         // is also woken each time airlockd reads what this side sent (the kernel's
         // write-space wake-up), one useless context switch per request; poll's wake-up
         // filters on the events asked for. In the middle of a frame (a stream of output
-        // whose last receive ended inside a result) the rest is on its way: receive at
-        // once, one system call less per receive.
-        if !read.decoder.isMidFrame {
+        // whose last receive ended inside a result) the rest is on its way, and while
+        // large results arrive the next one likely is: receive at once, one system call
+        // less per receive.
+        if !read.decoder.isMidFrame && !read.receivingOutput {
             do throws(SystemCallError) {
                 _ = try Posix.poll(fd, for: [.input], timeoutMilliseconds: -1)
             } catch {

@@ -87,6 +87,10 @@ final class ClientConnection {
     /// queued); ``Supervisor/releaseDeferredCredits(_:)`` looks only at such connections.
     var mayHoldCredit = false
 
+    /// Workers whose ring holds a large result for this connection until its queued
+    /// output is written: their drains resume then (or when it closes).
+    var ringsAwaitingOutput: [PluginRuntime] = []
+
     /// When the connection entered the middle of a frame (0 = not mid-frame).
     var midFrameSince: UInt64 = 0
 

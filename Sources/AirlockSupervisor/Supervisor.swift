@@ -380,6 +380,7 @@ public final class Supervisor {
         if events.contains(.output) {
             if !connection.flush() { dropConnection(connection); return }
             updateInterest(connection)
+            resumeHeldRings(of: connection)
             releaseDeferredCredits(connection)
             if connection.state == .closing && connection.pendingOutput == 0 { dropConnection(connection); return }
         }
@@ -466,6 +467,7 @@ public final class Supervisor {
         loop.unregister(connection.fd, token: connection.token)
         try? Posix.close(connection.fd)
         abandonOperations(of: connection)
+        resumeHeldRings(of: connection)
     }
 
     private func abandonOperations(of connection: ClientConnection) {
@@ -571,6 +573,7 @@ public final class Supervisor {
                 continue
             }
             updateInterest(connection)
+            resumeHeldRings(of: connection)
             if connection.pendingOutput < ClientConnection.lowWatermark { releaseDeferredCredits(connection) }
         }
     }

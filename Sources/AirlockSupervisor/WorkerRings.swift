@@ -19,6 +19,9 @@ final class WorkerRings {
     let doorbell: EventDescriptor
     /// The doorbell's registration in the event loop.
     var doorbellToken: UInt64 = 0
+    /// When the ring began to hold a large result for a client whose output is queued
+    /// (0: it holds none); see ``Supervisor/holdsInRing(_:_:_:)``.
+    var holdingSince: UInt64 = 0
 
     init(region: ChannelRegion, doorbell: EventDescriptor) {
         self.region = region

@@ -341,9 +341,11 @@ extension Supervisor {
                 return recycle(plugin, because: "it sent a \(record.count)-byte frame, above the \(config.maxFrameSize)-byte limit")
             }
             // A large binary result goes to the client straight from the ring: only the
-            // bytes around its data are copied out and checked. Any other record is
-            // copied out whole.
-            let handled = record.count >= Self.inPlaceResultBytes && relayResultInPlace(plugin, rings, record, buffer)
+            // bytes around its data are copied out and checked; or it stays there while
+            // its client's output is queued. Any other record is copied out whole.
+            let relay = record.count >= Self.inPlaceResultBytes ? relayResultInPlace(plugin, rings, record, buffer) : .notInPlace
+            if relay == .held { return }
+            let handled = relay == .handled
             if !handled { rings.answers.copy(0..<record.count, ofRecordAt: record.start, into: buffer.baseAddress!) }
             rings.answers.skip(recordOf: record.count)
             rings.answers.publish()
@@ -363,6 +365,20 @@ extension Supervisor {
     /// Records at least this large are relayed in place when they are binary results.
     static let inPlaceResultBytes = 16 << 10
 
+    /// The longest a worker's ring holds a result for a client whose output is queued
+    /// (the other operations of that worker wait behind it meanwhile).
+    static let ringHoldNanoseconds: UInt64 = 1_000_000
+
+    /// What ``relayResultInPlace(_:_:_:_:)`` did with a record.
+    enum InPlaceRelay {
+        /// Nothing: the record is to be copied out and handled the usual way.
+        case notInPlace
+        /// Relayed, or found malformed (the worker is being recycled).
+        case handled
+        /// Left in the ring, unread, for its client (``holdsInRing(_:_:_:)``).
+        case held
+    }
+
     /// Relays a binary `W_RESULT` whose data stays in the ring: the bytes before and after
     /// the data are copied to `buffer` (at their offsets in the frame) and checked there,
     /// exactly as a whole copy would be (the check never reads the data bytes); the data
@@ -370,44 +386,80 @@ extension Supervisor {
     /// before the record's space is published. A worker changing the data meanwhile can
     /// change only the data its client receives, never the frame around it.
     ///
-    /// Returns false when the record is not such a result, or its data wraps around the
-    /// end of the ring (the caller reads it the usual way); true when it was handled:
-    /// relayed, or found malformed (the worker is being recycled).
+    /// Returns `.notInPlace` when the record is not such a result, or its data wraps
+    /// around the end of the ring (the caller reads it the usual way); `.held` when it
+    /// stays in the ring for now (``holdsInRing(_:_:_:)``).
     private func relayResultInPlace(
         _ plugin: PluginRuntime, _ rings: WorkerRings, _ record: (count: Int, start: UInt32), _ buffer: UnsafeMutableRawBufferPointer
-    ) -> Bool {
+    ) -> InPlaceRelay {
         let base = buffer.baseAddress!
         let headCount = min(record.count, 512)
         rings.answers.copy(0..<headCount, ofRecordAt: record.start, into: base)
         guard let range = ResultFrames.binaryDataRange(inResultHead: UnsafeRawBufferPointer(rebasing: buffer[0..<headCount])),
               range.lowerBound <= headCount, range.upperBound <= record.count,
               let data = rings.answers.contiguousBytes(range, ofRecordAt: record.start)
-        else { return false }
+        else { return .notInPlace }
         rings.answers.copy(range.upperBound..<record.count, ofRecordAt: record.start, into: base)
         let checked: ResultFrames.Checked
         do {
             guard let result = try ResultFrames.checkWorkerResult(
                 UnsafeRawBufferPointer(rebasing: buffer[0..<record.count]), maxFrameSize: config.maxFrameSize + 4096)
-            else { return false }
+            else { return .notInPlace }
             checked = result
         } catch {
             recycle(plugin, because: "it sent a malformed frame (\(error.message))")
-            return true
+            return .handled
         }
+        if holdsInRing(plugin, rings, checked) { return .held }
         relayWorkerResult(checked, from: plugin) { connection, clientOperationID in
             queueRelayed(
                 head: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<range.lowerBound]), data: data,
                 tail: UnsafeRawBufferPointer(rebasing: buffer[range.upperBound..<record.count]),
                 type: .receiveResult, operationID: clientOperationID, on: connection)
         }
+        return .handled
+    }
+
+    /// Whether a large result stays in the ring, unread, rather than being copied into its
+    /// client's output queue: that client's output is queued already (so the data cannot
+    /// leave from the ring now), the worker is not waiting for ring space, and the ring
+    /// has held a result for less than ``ringHoldNanoseconds``. The ring's drain resumes
+    /// when the client's queued output has been written (``resumeHeldRings(of:)``), or
+    /// when the hold expires (the result is then queued the usual way). The client reading
+    /// slowly thus slows its worker through the ring, as its credit would, without a copy.
+    private func holdsInRing(_ plugin: PluginRuntime, _ rings: WorkerRings, _ checked: ResultFrames.Checked) -> Bool {
+        guard let route = plugin.routes[checked.operationID], route.kind == .receive, route.connectionID != 0,
+              let connection = connections[route.connectionID], connection.pendingOutput > 0,
+              !rings.answers.producerIsWaiting
+        else {
+            rings.holdingSince = 0
+            return false
+        }
+        let now = SystemClock.monotonicNanoseconds()
+        if rings.holdingSince == 0 {
+            rings.holdingSince = now
+            scheduleDrain(plugin, afterNanoseconds: Self.ringHoldNanoseconds)
+        } else if now &- rings.holdingSince >= Self.ringHoldNanoseconds {
+            rings.holdingSince = 0
+            return false
+        }
+        if !connection.ringsAwaitingOutput.contains(where: { $0 === plugin }) { connection.ringsAwaitingOutput.append(plugin) }
         return true
     }
 
+    /// Resumes the drains of the rings holding results for `connection`, once its queued
+    /// output has been written or it closed.
+    func resumeHeldRings(of connection: ClientConnection) {
+        guard !connection.ringsAwaitingOutput.isEmpty, connection.pendingOutput == 0 || !connection.isOpen else { return }
+        for plugin in connection.ringsAwaitingOutput { scheduleDrain(plugin) }
+        connection.ringsAwaitingOutput.removeAll()
+    }
+
     /// Drains the worker's ring again on the next turn of the event loop.
-    private func scheduleDrain(_ plugin: PluginRuntime) {
+    private func scheduleDrain(_ plugin: PluginRuntime, afterNanoseconds delay: UInt64 = 0) {
         let generation = plugin.generation
-        _ = loop.schedule(afterNanoseconds: 0) { [unowned self, unowned plugin] in
-            guard plugin.generation == generation else { return }
+        _ = loop.schedule(afterNanoseconds: delay) { [unowned self, weak plugin] in
+            guard let plugin, plugin.generation == generation else { return }
             self.drainRing(plugin)
         }
     }

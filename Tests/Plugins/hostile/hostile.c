@@ -25,7 +25,7 @@
  * Processes: grandchild [setsid]  (forks `sleep 1000`, or a pause()ing child when exec
  *            is denied; with setsid it leaves the worker's session)
  * Startup:   startup-flags  (prints "ok flags=N": what WSManPluginStartup received)
- * Abuse:     flood, double-complete, result-after-complete, context-after-complete,
+ * Abuse:     flood (endless numbered 64 KiB chunks), double-complete, result-after-complete, context-after-complete,
  *            context-in-receive, duplicate-context, null-request, bogus-request
  * Sandbox:   connect-tcp PORT, read-file PATH, write-file PATH, kill-pid PID SIG,
  *            ptrace-pid PID, alloc-mb N, fork N, syscall NAME, getpid, listdir PATH,
@@ -1113,13 +1113,22 @@ VOID WINAPI WSManPluginReceive(WSMAN_PLUGIN_REQUEST *requestDetails, DWORD flags
         return; /* never completed, cancellation ignored */
     }
     if (strcmp(verb, "flood") == 0) {
-        static BYTE chunk[HOSTILE_CHUNK];
-        WSMAN_DATA data;
-        data.type = WSMAN_DATA_TYPE_BINARY;
-        data.binaryData.dataLength = HOSTILE_CHUNK;
-        data.binaryData.data = chunk;
-        DWORD error;
-        while ((error = WSManPluginReceiveResult(requestDetails, 0, WSMAN_STREAM_ID_STDOUT, &data, NULL, 0)) == NO_ERROR) {
+        /* Numbered chunks, so a reader can check that each arrives whole and in order:
+         * the chunk's sequence number (8 bytes, little-endian), then its low byte. */
+        BYTE *chunk = malloc(HOSTILE_CHUNK);
+        DWORD error = ERROR_OUTOFMEMORY;
+        if (chunk != NULL) {
+            WSMAN_DATA data;
+            data.type = WSMAN_DATA_TYPE_BINARY;
+            data.binaryData.dataLength = HOSTILE_CHUNK;
+            data.binaryData.data = chunk;
+            uint64_t sequence = 0;
+            do {
+                memcpy(chunk, &sequence, sizeof sequence);
+                memset(chunk + sizeof sequence, (int)(sequence & 0xff), HOSTILE_CHUNK - sizeof sequence);
+                sequence++;
+            } while ((error = WSManPluginReceiveResult(requestDetails, 0, WSMAN_STREAM_ID_STDOUT, &data, NULL, 0)) == NO_ERROR);
+            free(chunk);
         }
         WSManPluginOperationComplete(requestDetails, 0, error, NULL);
         return;

@@ -17,6 +17,9 @@ public struct ProcessStatistics: Sendable, Hashable {
     public var systemCPUNanoseconds: UInt64
     /// When the process started, in nanoseconds after boot (`CLOCK_BOOTTIME` scale).
     public var startNanosecondsSinceBoot: UInt64
+    /// Page faults served without reading from disk (`minflt`): each the kernel mapping a
+    /// page the process touched for the first time, or again after giving it back.
+    public var minorFaults: UInt64 = 0
 
     /// User plus system CPU time in nanoseconds.
     public var cpuNanoseconds: UInt64 { userCPUNanoseconds + systemCPUNanoseconds }
@@ -50,7 +53,8 @@ public struct ProcessStatistics: Sendable, Hashable {
             openFiles: Posix.numericEntries(of: "/proc/\(pid)/fd")?.count,
             userCPUNanoseconds: field(14) * nanosecondsPerTick,
             systemCPUNanoseconds: field(15) * nanosecondsPerTick,
-            startNanosecondsSinceBoot: field(22) * nanosecondsPerTick
+            startNanosecondsSinceBoot: field(22) * nanosecondsPerTick,
+            minorFaults: field(10)
         )
     }
 

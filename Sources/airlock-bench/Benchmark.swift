@@ -108,7 +108,10 @@ struct Benchmark {
             results.concurrent64 = try await Scenarios.concurrent(daemon: daemon, clients: 64, seconds: sizes.concurrentSeconds)
         }
         await step("stream", when: options.runs("stream"), &results) { (results: inout BenchResults) async throws(BenchFailure) in
-            results.stream = try await Scenarios.stream(daemon: daemon, bytes: sizes.streamBytes)
+            let before = try StreamFloor.measure(bytes: sizes.streamBytes / 4, products: products)
+            var stream = try await Scenarios.stream(daemon: daemon, bytes: sizes.streamBytes)
+            stream.floorGBPerSec = (before, try StreamFloor.measure(bytes: sizes.streamBytes / 4, products: products))
+            results.stream = stream
         }
         await step("coldStart", when: options.runs("coldStart"), &results) { (results: inout BenchResults) async throws(BenchFailure) in
             results.coldStart = try await Scenarios.coldStart(socketPath: socketPath, plugins: coldPlugins)
@@ -183,6 +186,9 @@ struct Benchmark {
             ("unpinnedPhase", "no affinity set: concurrent, stream, coldStart and the unpinned round trip (one airlockd), then scale (an airlockd of its own)"),
             ("roundTripOperation", "SIGNAL to a command of a noop shell, completed by WSManPluginOperationComplete on the calling thread"),
             ("floor", "64-byte ping-pong with a child process over a socketpair, interleaved with the round trips in the same run"),
+            ("malloc", options.defaultTrimThreshold
+                ? "glibc defaults in this process (--default-trim)"
+                : "M_TRIM_THRESHOLD \(BenchAllocator.trimThreshold >> 20) MiB, M_MMAP_THRESHOLD \(BenchAllocator.mmapThreshold >> 20) MiB in this process, as a streaming application sets them (airlockd sets the same for itself; --default-trim keeps glibc's)"),
             ("descriptorLimit", String(descriptorLimit)),
             ("products", products.directory),
         ]

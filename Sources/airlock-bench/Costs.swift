@@ -7,11 +7,15 @@ struct ProcessCosts: Sendable {
     var voluntarySwitches: UInt64 = 0
     var involuntarySwitches: UInt64 = 0
     var cpuNanoseconds: UInt64 = 0
+    /// Minor page faults (pages mapped on first touch, or again after malloc gave them back).
+    var minorFaults: UInt64 = 0
 
     /// The counters of `pid` now (zeros for a process that is gone).
     static func read(pid: pid_t) -> ProcessCosts {
         var costs = ProcessCosts()
-        costs.cpuNanoseconds = (try? ProcessStatistics.read(pid: pid))?.cpuNanoseconds ?? 0
+        let statistics = try? ProcessStatistics.read(pid: pid)
+        costs.cpuNanoseconds = statistics?.cpuNanoseconds ?? 0
+        costs.minorFaults = statistics?.minorFaults ?? 0
         for name in Posix.numericEntries(of: "/proc/\(pid)/task") ?? [] {
             guard let status = try? Posix.readFile("/proc/\(pid)/task/\(name)/status", limit: 1 << 16) else { continue }
             for line in status.split(separator: UInt8(ascii: "\n")) {
@@ -35,7 +39,8 @@ struct ProcessCosts: Sendable {
         return ProcessCosts(
             voluntarySwitches: delta(after.voluntarySwitches, before.voluntarySwitches),
             involuntarySwitches: delta(after.involuntarySwitches, before.involuntarySwitches),
-            cpuNanoseconds: delta(after.cpuNanoseconds, before.cpuNanoseconds))
+            cpuNanoseconds: delta(after.cpuNanoseconds, before.cpuNanoseconds),
+            minorFaults: delta(after.minorFaults, before.minorFaults))
     }
 }
 
@@ -60,6 +65,7 @@ struct OperationCosts: Sendable {
                 workers.voluntarySwitches += costs.voluntarySwitches
                 workers.involuntarySwitches += costs.involuntarySwitches
                 workers.cpuNanoseconds += costs.cpuNanoseconds
+                workers.minorFaults += costs.minorFaults
             }
             return Snapshot(client: ProcessCosts.read(pid: getpid()), supervisor: ProcessCosts.read(pid: daemonPID), workers: workers)
         }
@@ -77,7 +83,8 @@ struct OperationCosts: Sendable {
             ProcessCosts(
                 voluntarySwitches: a.voluntarySwitches &+ b.voluntarySwitches,
                 involuntarySwitches: a.involuntarySwitches &+ b.involuntarySwitches,
-                cpuNanoseconds: a.cpuNanoseconds &+ b.cpuNanoseconds)
+                cpuNanoseconds: a.cpuNanoseconds &+ b.cpuNanoseconds,
+                minorFaults: a.minorFaults &+ b.minorFaults)
         }
         var result = left
         result.operations += right.operations

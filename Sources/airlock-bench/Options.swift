@@ -23,6 +23,8 @@ struct BenchOptions: Sendable {
     /// Every sandbox layer off for the `noop` plug-in too (profiling the worker with tools
     /// the sandbox would refuse).
     var noSandbox = false
+    /// Leave glibc's malloc trim threshold at its default (see ``BenchAllocator``).
+    var defaultTrimThreshold = false
     /// airlockd's --log-level.
     var daemonLogLevel = "notice"
     /// Keep the temporary folders (configuration, airlockd's log, state) for inspection.
@@ -37,7 +39,7 @@ struct BenchOptions: Sendable {
 
     static let usage = """
         USAGE: airlock-bench [--json] [--quick] [--cpu N] [--only NAME,...] [--round-trips N] [--stream-mib N]
-                            [--daemon-prefix CMD] [--worker-prefix CMD] [--no-sandbox]
+                            [--daemon-prefix CMD] [--worker-prefix CMD] [--no-sandbox] [--default-trim]
                             [--daemon-log-level LEVEL] [--keep] [--verbose]
 
         Starts a real airlockd (with the noop plug-in, from this build's products folder) in a
@@ -54,6 +56,9 @@ struct BenchOptions: Sendable {
           --daemon-prefix CMD  run airlockd under CMD (split on spaces), e.g. for profiling
           --worker-prefix CMD  run the workers under CMD (through a wrapper script)
           --no-sandbox         turn every sandbox layer off for the noop plug-in too
+          --default-trim       keep glibc's malloc trim threshold (128 KiB) in this process; by
+                               default it is raised to 8 MiB, as airlockd does and a streaming
+                               application would (see the README, Performance)
           --daemon-log-level L airlockd's --log-level (default notice; info logs worker start times)
           --keep               keep the temporary folders (configuration, airlockd.log, state)
           --verbose            progress on standard error
@@ -98,6 +103,8 @@ struct BenchOptions: Sendable {
                 options.workerPrefix = try value(argument).split(separator: " ").map(String.init)
             case "--no-sandbox":
                 options.noSandbox = true
+            case "--default-trim":
+                options.defaultTrimThreshold = true
             case "--daemon-log-level":
                 options.daemonLogLevel = try value(argument)
             case "--keep":

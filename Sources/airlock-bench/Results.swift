@@ -63,6 +63,8 @@ struct StreamResult: Sendable {
     var seconds: Double
     /// CPU and context switches per chunk of the client, airlockd and the worker.
     var costs: OperationCosts
+    /// ``StreamFloor`` just before and just after the stream, GB/s.
+    var floorGBPerSec: (before: Double, after: Double) = (0, 0)
     var gbPerSec: Double { seconds > 0 ? Double(bytes) / seconds / 1e9 : 0 }
     /// CPU seconds per GiB delivered, all three processes together (insensitive to load).
     var cpuSecondsPerGiB: Double {

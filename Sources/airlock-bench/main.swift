@@ -1,12 +1,14 @@
 // airlock-bench: the benchmark of issue 7. `swift run -c release airlock-bench [--json]`.
 //
-// Two helper roles re-execute this binary: `--pong FD KIND` (the ping-pong partner of the
-// floor measurement) and `--guard PID FOLDER` (stops airlockd if the benchmark dies).
+// Three helper roles re-execute this binary: `--pong FD KIND` (the ping-pong partner of the
+// floor measurement), `--sink FD BYTES` (the receiver of the stream's floor) and
+// `--guard PID FOLDER` (stops airlockd if the benchmark dies).
 import Glibc
 
 let arguments = Array(CommandLine.arguments.dropFirst())
 switch arguments.first {
 case "--pong": PongServer.run(arguments: arguments)
+case "--sink": StreamFloor.runSink(arguments: arguments)
 case "--guard": DaemonGuard.run(arguments: arguments)
 default: break
 }
@@ -23,6 +25,7 @@ if options.help {
     exit(0)
 }
 if options.verbose { Progress.enable() }
+if !options.defaultTrimThreshold { BenchAllocator.raiseTrimThreshold() }
 // A client whose peer vanished gets EPIPE, not a dead benchmark.
 signal(SIGPIPE, SIG_IGN)
 

@@ -36,6 +36,13 @@ struct Benchmark {
     }
 
     func run() async -> BenchResults {
+        let start = MachineCPUTimes.read()
+        var results = await runScenarios()
+        if let start, let end = MachineCPUTimes.read() { results.conditions.append(("stealTime", end.stealDescription(since: start))) }
+        return results
+    }
+
+    private func runScenarios() async -> BenchResults {
         var results = BenchResults()
         let sizes = self.sizes
         let descriptorLimit = raiseDescriptorLimit()

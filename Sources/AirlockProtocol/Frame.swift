@@ -174,11 +174,14 @@ public struct FrameDecoder: Sendable {
         return 65_536
     }
 
-    /// Appends received bytes.
+    /// Appends received bytes: the missing bytes of set-aside data first (see
+    /// ``setAsideResultData(minimumMissing:)``), the rest into the decoder's storage.
     public mutating func append(_ bytes: UnsafeRawBufferPointer) {
         guard bytes.count > 0 else { return }
-        receive(upTo: bytes.count) { space in
-            space.copyMemory(from: bytes)
+        let intoData = min(missingSetAsideByteCount, bytes.count)
+        receive(upTo: max(1, bytes.count - intoData)) { data, space in
+            if intoData > 0 { data.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[0..<intoData])) }
+            if intoData < bytes.count { space.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[intoData...])) }
             return bytes.count
         }
     }
@@ -192,10 +195,13 @@ public struct FrameDecoder: Sendable {
     /// copy between a receive buffer and the decoder) and returns what `receive` returns:
     /// how many bytes it wrote, from the start of the space it was given. (Not generic over
     /// an error type: a generic call across modules instantiates metadata at every call; a
-    /// caller whose receive can fail keeps the error itself and returns 0.)
+    /// caller whose receive can fail keeps the error itself and returns 0.) While
+    /// set-aside data still misses bytes, they come first: use
+    /// ``receive(upTo:_:)-(UnsafeMutableRawBufferPointer,UnsafeMutableRawBufferPointer)``.
     @discardableResult
     public mutating func receive(upTo maxCount: Int, _ receive: (UnsafeMutableRawBufferPointer) -> Int) -> Int {
         precondition(maxCount > 0, "receive needs room for at least one byte")
+        precondition(missingSetAsideByteCount == 0, "set-aside data misses bytes: receive into both spaces")
         makeSpace(maxCount)
         let start = endIndex
         let written = buffer.withUnsafeMutableBytes { storage in

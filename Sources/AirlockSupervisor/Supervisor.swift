@@ -133,7 +133,7 @@ public final class Supervisor {
     public func run() throws {
         // Frames of up to 512 KB are allocated and freed on the hot path; keep freed memory
         // rather than trimming and faulting it back in on every chunk.
-        _ = airlock_set_malloc_thresholds(8 << 20, 4 << 20)
+        MallocPolicy.keepFreedMemory()
         try SignalDescriptor.block([SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGPIPE])
         let signals = try SignalDescriptor(signals: [SIGCHLD, SIGTERM, SIGINT, SIGHUP])
         self.signals = signals

@@ -20,7 +20,7 @@ final class WorkerRings {
     /// The doorbell's registration in the event loop.
     var doorbellToken: UInt64 = 0
     /// When the ring began to hold a large result for a client whose output is queued
-    /// (0: it holds none); see ``Supervisor/holdsInRing(_:_:_:)``.
+    /// (0: it holds none); see ``Supervisor/holdsInRing(_:_:for:)``.
     var holdingSince: UInt64 = 0
 
     init(region: ChannelRegion, doorbell: EventDescriptor) {

@@ -375,7 +375,7 @@ extension Supervisor {
         case notInPlace
         /// Relayed, or found malformed (the worker is being recycled).
         case handled
-        /// Left in the ring, unread, for its client (``holdsInRing(_:_:_:)``).
+        /// Left in the ring, unread, for its client (``holdsInRing(_:_:for:)``).
         case held
     }
 
@@ -388,7 +388,7 @@ extension Supervisor {
     ///
     /// Returns `.notInPlace` when the record is not such a result, or its data wraps
     /// around the end of the ring (the caller reads it the usual way); `.held` when it
-    /// stays in the ring for now (``holdsInRing(_:_:_:)``).
+    /// stays in the ring for now (``holdsInRing(_:_:for:)``).
     private func relayResultInPlace(
         _ plugin: PluginRuntime, _ rings: WorkerRings, _ record: (count: Int, start: UInt32), _ buffer: UnsafeMutableRawBufferPointer
     ) -> InPlaceRelay {
@@ -410,28 +410,25 @@ extension Supervisor {
             recycle(plugin, because: "it sent a malformed frame (\(error.message))")
             return .handled
         }
-        if holdsInRing(plugin, rings, checked) { return .held }
-        relayWorkerResult(checked, from: plugin) { connection, clientOperationID in
+        let relayed = relayWorkerResult(checked, from: plugin, holdingIn: rings) { connection, clientOperationID in
             queueRelayed(
                 head: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<range.lowerBound]), data: data,
                 tail: UnsafeRawBufferPointer(rebasing: buffer[range.upperBound..<record.count]),
                 type: .receiveResult, operationID: clientOperationID, on: connection)
         }
-        return .handled
+        return relayed ? .handled : .held
     }
 
-    /// Whether a large result stays in the ring, unread, rather than being copied into its
-    /// client's output queue: that client's output is queued already (so the data cannot
-    /// leave from the ring now), the worker is not waiting for ring space, and the ring
-    /// has held a result for less than ``ringHoldNanoseconds``. The ring's drain resumes
-    /// when the client's queued output has been written (``resumeHeldRings(of:)``), or
-    /// when the hold expires (the result is then queued the usual way). The client reading
-    /// slowly thus slows its worker through the ring, as its credit would, without a copy.
-    private func holdsInRing(_ plugin: PluginRuntime, _ rings: WorkerRings, _ checked: ResultFrames.Checked) -> Bool {
-        guard let route = plugin.routes[checked.operationID], route.kind == .receive, route.connectionID != 0,
-              let connection = connections[route.connectionID], connection.pendingOutput > 0,
-              !rings.answers.producerIsWaiting
-        else {
+    /// Whether a large result for `connection` (nil: its client is gone) stays in the ring,
+    /// unread, rather than being copied into the connection's output queue: output is
+    /// queued there already (so the data cannot leave from the ring now), the worker is not
+    /// waiting for ring space, and the ring has held a result for less than
+    /// ``ringHoldNanoseconds``. The ring's drain resumes when the queued output has been
+    /// written (``resumeHeldRings(of:)``), or when the hold expires (the result is then
+    /// queued the usual way). The client reading slowly thus slows its worker through the
+    /// ring, as its credit would, without a copy.
+    private func holdsInRing(_ plugin: PluginRuntime, _ rings: WorkerRings, for connection: ClientConnection?) -> Bool {
+        guard let connection, connection.pendingOutput > 0, !rings.answers.producerIsWaiting else {
             rings.holdingSince = 0
             return false
         }
@@ -530,9 +527,10 @@ extension Supervisor {
         do {
             if let checked = try ResultFrames.checkWorkerResult(packet, maxFrameSize: config.maxFrameSize + 4096) {
                 // The packet sits in airlockd's own buffer: its header is rewritten there.
-                return relayWorkerResult(checked, from: plugin) { connection, clientOperationID in
+                relayWorkerResult(checked, from: plugin) { connection, clientOperationID in
                     queueRelayed(UnsafeMutableRawBufferPointer(mutating: packet), type: .receiveResult, operationID: clientOperationID, on: connection)
                 }
+                return
             }
             if let (op, completion) = try CompletionFrame.readWorkerComplete(packet, maxFrameSize: config.maxFrameSize + 4096) {
                 return workerCompleted(plugin, operation: op, completion)
@@ -634,32 +632,42 @@ extension Supervisor {
         operationCompleted(plugin, operation: op, route: route, completion)
     }
 
-    /// A checked `W_RESULT` (not text): relayed to the client as `RECEIVE_RESULT` with the
-    /// payload bytes as they are, or its credit returned when nobody receives it.
-    /// Relays a checked `W_RESULT` to the Receive it belongs to (`enqueue` queues its
-    /// bytes); a result for anything else recycles the worker.
+    /// Relays a checked `W_RESULT` (not text) to the Receive it belongs to, as a
+    /// `RECEIVE_RESULT` with the payload bytes as they are (`enqueue` queues them); a
+    /// result for anything else recycles the worker. With `rings`, the result may stay in
+    /// that ring instead (``holdsInRing(_:_:for:)``): then nothing happens and it returns
+    /// false.
+    @discardableResult
     private func relayWorkerResult(
-        _ checked: ResultFrames.Checked, from plugin: PluginRuntime, _ enqueue: (ClientConnection, _ clientOperationID: UInt64) -> Void
-    ) {
+        _ checked: ResultFrames.Checked, from plugin: PluginRuntime, holdingIn rings: WorkerRings? = nil,
+        _ enqueue: (ClientConnection, _ clientOperationID: UInt64) -> Void
+    ) -> Bool {
         let op = checked.operationID
         guard let route = plugin.routes[op], route.kind == .receive else {
-            return nonsense(plugin, .workerResult, operation: op)
+            nonsense(plugin, .workerResult, operation: op)
+            return true
         }
-        forwardResult(plugin, operation: op, route: route, creditBytes: checked.dataByteCount, enqueue)
+        return forwardResult(plugin, operation: op, route: route, creditBytes: checked.dataByteCount, holdingIn: rings, enqueue)
     }
 
     /// Counts a result's bytes against its Receive's credit and queues it for the client
     /// (`enqueue`); credit goes back to the worker once a batch has been queued while the
-    /// client keeps up, or at once when nobody receives the result any more.
+    /// client keeps up, or at once when nobody receives the result any more. With `rings`,
+    /// a result the ring holds (``holdsInRing(_:_:for:)``) is neither counted nor queued,
+    /// and it returns false.
+    @discardableResult
     private func forwardResult(
-        _ plugin: PluginRuntime, operation op: UInt64, route: Route, creditBytes: UInt32,
+        _ plugin: PluginRuntime, operation op: UInt64, route: Route, creditBytes: UInt32, holdingIn rings: WorkerRings? = nil,
         _ enqueue: (ClientConnection, _ clientOperationID: UInt64) -> Void
-    ) {
+    ) -> Bool {
+        let connection = route.connectionID != 0 ? connections[route.connectionID] : nil
+        if let rings, holdsInRing(plugin, rings, for: connection) { return false }
         var route = route
         route.pendingCredit &+= creditBytes
         plugin.routes[op] = route
-        guard route.connectionID != 0, let connection = connections[route.connectionID] else {
-            return grantCredit(plugin, operation: op)
+        guard let connection else {
+            grantCredit(plugin, operation: op)
+            return true
         }
         enqueue(connection, route.clientOperationID)
         if connection.pendingOutput < ClientConnection.highWatermark && route.pendingCredit >= Self.creditBatch {
@@ -667,6 +675,7 @@ extension Supervisor {
         } else {
             connection.mayHoldCredit = true
         }
+        return true
     }
 
     static func creditSize(_ data: WSManData) -> UInt32 {

@@ -195,7 +195,7 @@ struct Benchmark {
             ("floor", "64-byte ping-pong with a child process over a socketpair, interleaved with the round trips in the same run"),
             ("malloc", options.defaultTrimThreshold
                 ? "glibc defaults in this process (--default-trim)"
-                : "M_TRIM_THRESHOLD \(BenchAllocator.trimThreshold >> 20) MiB, M_MMAP_THRESHOLD \(BenchAllocator.mmapThreshold >> 20) MiB in this process, as a streaming application sets them (airlockd sets the same for itself; --default-trim keeps glibc's)"),
+                : "M_TRIM_THRESHOLD \(MallocPolicy.defaultTrimThreshold >> 20) MiB, M_MMAP_THRESHOLD \(MallocPolicy.defaultMmapThreshold >> 20) MiB in this process, as a streaming application sets them (airlockd sets the same for itself; --default-trim keeps glibc's)"),
             ("descriptorLimit", String(descriptorLimit)),
             ("products", products.directory),
         ]

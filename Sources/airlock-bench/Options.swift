@@ -23,7 +23,7 @@ struct BenchOptions: Sendable {
     /// Every sandbox layer off for the `noop` plug-in too (profiling the worker with tools
     /// the sandbox would refuse).
     var noSandbox = false
-    /// Leave glibc's malloc trim threshold at its default (see ``BenchAllocator``).
+    /// Leave glibc's malloc trim threshold at its default (see main.swift).
     var defaultTrimThreshold = false
     /// airlockd's --log-level.
     var daemonLogLevel = "notice"

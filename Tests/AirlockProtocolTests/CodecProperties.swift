@@ -13,9 +13,9 @@ import AirlockProtocol
 /// 2. As a stream (`FrameDecoder`): fed all at once and fed in pseudo-random pieces no
 ///    larger than `readCapacity`, it yields the same frames and the same error; every
 ///    frame re-encodes to exactly the bytes it was cut from; and the buffered bytes plus
-///    `readCapacity` never exceed `maxFrameSize + 64 KiB`. Fed in pieces through scattering
-///    receives, with every result's data set aside once its start is in
-///    (`setAsideResultData`), it yields the same frames and the same error too.
+///    `readCapacity` never exceed `maxFrameSize + 64 KiB`. Fed in pieces with every result's
+///    data set aside once its start is in (`setAsideResultData`), it yields the same
+///    frames and the same error too.
 /// 3. to 5. The in-place readers, `ResultFrames.checkWorkerResult`, `ShellRequestPacket` and
 ///    `CompletionFrame.readWorkerComplete` (the supervisor's) and `WorkerRequestPacket` (the
 ///    worker's), agree with `Frame.decode`, and the in-place writers with `encode` (see each
@@ -349,7 +349,9 @@ enum CodecProperties {
         }
 
         // In the same pieces, with the data of every result set aside as soon as its start
-        // has arrived (the client's receive path): the same frames and the same error.
+        // has arrived (the client's receive path; appending fills the set-aside data
+        // first, as the client's scattering receive does): the same frames and the same
+        // error.
         var setAside = StreamOutcome()
         var scattering = FrameDecoder(maxFrameSize: maxFrameSize)
         random = SplitMix64(seed: fnv1a(input))
@@ -358,23 +360,15 @@ enum CodecProperties {
             _ = scattering.setAsideResultData(minimumMissing: 1)
             let wanted = random.next() % 4 == 0 ? Int(random.next() % 8) + 1 : Int(random.next() % 300) + 1
             let piece = input[offset..<min(offset + wanted, input.count)]
-            let missing = scattering.missingSetAsideByteCount
-            let written = scattering.receive(upTo: max(1, piece.count - missing)) { data, space in
-                piece.withUnsafeBytes { bytes in
-                    let intoData = min(data.count, bytes.count)
-                    if intoData > 0 { data.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[0..<intoData])) }
-                    let intoSpace = min(space.count, bytes.count - intoData)
-                    if intoSpace > 0 {
-                        space.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[intoData..<(intoData + intoSpace)]))
-                    }
-                    return intoData + intoSpace
-                }
-            }
-            if written != piece.count {
-                problems.append("stream: a scattering receive of \(piece.count) bytes took \(written)")
+            // What the decoder holds grows by the piece: buffered bytes up, missing data down.
+            let held = scattering.bufferedByteCount - scattering.missingSetAsideByteCount
+            scattering.append(Array(piece))
+            let took = scattering.bufferedByteCount - scattering.missingSetAsideByteCount - held
+            if took != piece.count {
+                problems.append("stream: appending \(piece.count) bytes with data set aside took \(took)")
                 break
             }
-            offset += written
+            offset += piece.count
             drain(&scattering, into: &setAside)
         }
         if whole.frames != setAside.frames || whole.error != setAside.error {

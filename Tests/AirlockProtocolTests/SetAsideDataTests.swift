@@ -12,21 +12,6 @@ import Testing
             flags: 4, stream: "stdout", streamResult: .binary(data), commandState: state, exitCode: state == nil ? 0 : 3)))
     }
 
-    /// Feeds `bytes[range]` through one scattering receive (set-aside data first).
-    static func feed(_ decoder: inout FrameDecoder, _ bytes: ArraySlice<UInt8>) {
-        let missing = decoder.missingSetAsideByteCount
-        let written = decoder.receive(upTo: max(1, bytes.count - missing)) { data, space in
-            bytes.withUnsafeBytes { source in
-                let intoData = min(data.count, source.count)
-                if intoData > 0 { data.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[0..<intoData])) }
-                let rest = source.count - intoData
-                if rest > 0 { space.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[intoData...])) }
-                return source.count
-            }
-        }
-        #expect(written == bytes.count)
-    }
-
     /// The error `next()` throws, or nil.
     static func failure(_ decoder: inout FrameDecoder) -> ProtocolError? {
         do throws(ProtocolError) {
@@ -52,7 +37,9 @@ import Testing
             let before = decoder.missingSetAsideByteCount
             if decoder.setAsideResultData(minimumMissing: 32_768) && before == 0 { setAsideCount += 1 }
             let missing = decoder.missingSetAsideByteCount
-            Self.feed(&decoder, stream[offset..<cut])
+            let held = decoder.bufferedByteCount - missing
+            decoder.append(Array(stream[offset..<cut]))  // the set-aside data first
+            #expect(decoder.bufferedByteCount - decoder.missingSetAsideByteCount - held == cut - offset)
             #expect(decoder.missingSetAsideByteCount == max(0, missing - (cut - offset)))
             offset = cut
             while let frame = try decoder.next() { frames.append(frame) }

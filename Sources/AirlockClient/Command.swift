@@ -4,8 +4,9 @@ import AirlockProtocol
 /// reported.
 ///
 /// Send it input with ``send(_:stream:endOfStream:timeout:)``, read its output with
-/// ``output(streams:timeout:)`` (one `RECEIVE`) or ``outputUntilDone(streams:deadline:)``
-/// (as many as it takes to see the Done state), and signal it with
+/// ``output(streams:timeout:)`` (one `RECEIVE`; ``outputBlocking(streams:timeout:)`` from a
+/// thread of your own) or ``outputUntilDone(streams:deadline:)`` (as many as it takes to
+/// see the Done state), and signal it with
 /// ``signal(_:timeout:)``.
 public final class Command: Sendable {
     /// The shell the command runs in.
@@ -59,6 +60,18 @@ public final class Command: Sendable {
     /// - Parameter streams: the streams wanted; empty for every output stream.
     public func output(streams: [String] = [], timeout: Duration? = nil) -> AsyncThrowingStream<OutputChunk, any Error> {
         shell.connection.core.openStream(
+            .receive(ReceiveOutput(shellID: shell.id, commandID: id, timeoutMs: milliseconds(timeout), streams: streams)),
+            shellID: shell.id, commandID: id)
+    }
+
+    /// Like ``output(streams:timeout:)`` but for a thread that is not a Swift task: the
+    /// caller takes each result with ``BlockingOutput/next()``, which reads the socket
+    /// itself when no other thread does. The fastest way to take a large stream of output;
+    /// never use it from async code.
+    ///
+    /// - Parameter streams: the streams wanted; empty for every output stream.
+    public func outputBlocking(streams: [String] = [], timeout: Duration? = nil) -> BlockingOutput {
+        shell.connection.core.openBlockingStream(
             .receive(ReceiveOutput(shellID: shell.id, commandID: id, timeoutMs: milliseconds(timeout), streams: streams)),
             shellID: shell.id, commandID: id)
     }

@@ -46,12 +46,21 @@ enum Waiter {
     case thread(BlockingWaiter)
     /// A `RECEIVE`, whose results are yielded as they arrive.
     case stream(StreamSink)
+    /// A `RECEIVE` whose results a thread takes in ``BlockingOutput/next()``, reading the
+    /// socket itself when nobody else does.
+    case readingThread(BlockingStreamSink)
 
     var isAttached: Bool {
         switch self {
         case .unattached, .cancelledUnattached: false
-        case .task, .thread, .stream: true
+        case .task, .thread, .stream, .readingThread: true
         }
+    }
+
+    /// The sink of a blocking `RECEIVE` whose consumer reads the socket itself, or nil.
+    var selfReadingSink: BlockingStreamSink? {
+        guard case .readingThread(let sink) = self, !sink.abandoned.load(ordering: .relaxed) else { return nil }
+        return sink
     }
 }
 
@@ -260,14 +269,18 @@ final class ReadSide: @unchecked Sendable {
     }
 
     /// The reader thread parks until woken with the socket free, or until the socket has
-    /// been free for a whole ``parkNanoseconds``; it then owns the socket again.
-    func parkReader() {
+    /// been free for a whole ``parkNanoseconds`` and `readsOnTimeout` says it should read;
+    /// it then owns the socket again. Once the socket is free, the consumers of `consumers`
+    /// are nudged: one may be waiting for the reader thread, having found the socket taken
+    /// a moment ago. (`readsOnTimeout` runs with `parking` held.)
+    func parkReader(nudging consumers: [BlockingStreamSink], readsOnTimeout: () -> Bool) {
         parking.lock()
         if owner == .readerThread { owner = .free }
+        for sink in consumers { sink.nudge() }
         while true {
             if owner == .free && wake { break }
             let timedOut = parking.wait(nanoseconds: Self.parkNanoseconds)
-            if owner == .free && (timedOut || wake) { break }
+            if owner == .free && (wake || (timedOut && readsOnTimeout())) { break }
         }
         wake = false
         owner = .readerThread
@@ -517,6 +530,51 @@ final class ConnectionCore: Sendable {
         return stream
     }
 
+    /// Sends a `RECEIVE` whose results the calling thread takes with ``BlockingOutput/next()``
+    /// (see ``readForBlockingStream(_:connectionEnded:)``).
+    func openBlockingStream(_ message: Message, shellID: UInt64, commandID: UInt64) -> BlockingOutput {
+        let sink = BlockingStreamSink()
+        let id = allocateOperationID()
+        let request = message.type
+        let refused: AirlockError? = state.withLock { state in
+            if let failure = state.failure { return failure }
+            state.operations[id] = PendingOperation(waiter: .readingThread(sink), request: request, shellID: shellID, commandID: commandID)
+            return nil
+        }
+        if let refused {
+            sink.finish(refused)
+        } else if let error = write(Frame(operationID: id, message: message)) {
+            complete(id, with: .failure(error))
+        }
+        return BlockingOutput(core: self, operationID: id, sink: sink)
+    }
+
+    /// For ``BlockingOutput/next()``, which found no result in `sink`: when nobody reads the
+    /// socket, receives once and routes what came (results of this Receive go to `sink`,
+    /// anything else where it belongs), then gives the socket back. Returns false when
+    /// another thread reads; the caller then waits on `sink`, which that thread fills, or
+    /// nudges when it parks with the socket free. `connectionEnded` is set when reading
+    /// ended here: the reader thread then fails every operation, `sink`'s too.
+    func readForBlockingStream(_ sink: BlockingStreamSink, connectionEnded: inout Bool) -> Bool {
+        guard readSide.takeForCaller() else { return false }
+        sink.stopWaiting()
+        let ending = readAndRoute()
+        // The reader thread is needed at once when the connection ended, or when an
+        // operation in flight is not one whose own consumer reads.
+        let othersInFlight = ending == nil && state.withLock { !$0.operations.allSatisfy { $0.waiter.selfReadingSink != nil } }
+        readSide.releaseFromCaller(wakeReader: ending != nil || othersInFlight)
+        if ending != nil { connectionEnded = true }
+        return true
+    }
+
+    /// A ``BlockingOutput`` released before its end: the reader thread takes over its
+    /// results (until the Receive completes), and the server is asked to cancel it.
+    func abandonBlockingStream(_ id: UInt64, _ sink: BlockingStreamSink) {
+        sink.abandoned.store(true, ordering: .relaxed)
+        readSide.wakeReader()
+        cancel(id)
+    }
+
     /// Asks the server to cancel operation `id` (no-op when it is not in flight).
     func cancel(_ id: UInt64) {
         let sendCancel: Bool = state.withLock { state in
@@ -528,7 +586,7 @@ final class ConnectionCore: Sendable {
                 return false
             case .cancelledUnattached:
                 return false
-            case .task, .thread, .stream:
+            case .task, .thread, .stream, .readingThread:
                 return true
             }
         }
@@ -647,10 +705,13 @@ final class ConnectionCore: Sendable {
                 }
             }
             if readAndRoute() != nil { break reading }
-            if read.handshakeDone && answeredBlockingCaller.load(ordering: .relaxed) && read.decoder.bufferedByteCount == 0
-                && state.withLock({ $0.operations.isEmpty && $0.failure == nil }) {
+            if read.handshakeDone && answeredBlockingCaller.load(ordering: .relaxed), let consumers = consumersReadingThemselves() {
                 answeredBlockingCaller.store(false, ordering: .relaxed)
-                read.parkReader()
+                // While only blocking outputs whose consumers read are in flight, the reader
+                // thread does not read for them when they pause: a consumer that has not
+                // taken its results yet gets no more of them (the server then stops sending,
+                // and the plug-in waits), rather than an ever longer queue in memory.
+                read.parkReader(nudging: consumers) { consumersReadingThemselves()?.isEmpty ?? true }
             }
         }
         let ending = read.ending!
@@ -661,6 +722,26 @@ final class ConnectionCore: Sendable {
                 writer.descriptorClosed = true
                 try? Posix.close(fd)
             }
+        }
+    }
+
+    /// Whether the reader thread may park, having just answered a blocking caller: when
+    /// nothing is in flight (and no frame is half read), or when everything in flight is a
+    /// ``BlockingOutput`` whose consumer reads the socket itself. Returns those consumers'
+    /// sinks (none in the first case), to be nudged once the socket is free; nil when the
+    /// reader thread must go on reading.
+    private func consumersReadingThemselves() -> [BlockingStreamSink]? {
+        let halfRead = readSide.decoder.bufferedByteCount > 0
+        return state.withLock { state -> [BlockingStreamSink]? in
+            guard state.failure == nil else { return nil }
+            if state.operations.isEmpty { return halfRead ? nil : [] }
+            var sinks: [BlockingStreamSink] = []
+            let all = state.operations.allSatisfy { operation in
+                guard let sink = operation.waiter.selfReadingSink else { return false }
+                sinks.append(sink)
+                return true
+            }
+            return all ? sinks : nil
         }
     }
 
@@ -851,11 +932,15 @@ final class ConnectionCore: Sendable {
         }
         switch frame.message {
         case .receiveResult(let result):
-            let continuation: AsyncThrowingStream<OutputChunk, any Error>.Continuation? = state.withLock { state in
-                guard case .stream(let sink) = state.operations[id]?.waiter else { return nil }
-                return sink.continuation
+            switch state.withLock({ $0.operations[id]?.waiter }) {
+            case .stream(let sink)?:
+                sink.continuation.yield(OutputChunk(result))
+            case .readingThread(let sink)?:
+                answeredBlockingCaller.store(true, ordering: .relaxed)
+                sink.deliver(OutputChunk(result))
+            default:
+                break
             }
-            continuation?.yield(OutputChunk(result))
             return nil
         case .ping(let token):
             return write(Frame(operationID: id, flags: .final, message: .pong(token: token)))
@@ -940,7 +1025,10 @@ final class ConnectionCore: Sendable {
     /// Ends operation `id` with `answer` (no-op when it already ended).
     private func complete(_ id: UInt64, with answer: consuming Answer) {
         guard let operation = state.withLock({ $0.operations.removeValue(forKey: id) }) else { return }
-        if case .thread = operation.waiter { answeredBlockingCaller.store(true, ordering: .relaxed) }
+        switch operation.waiter {
+        case .thread, .readingThread: answeredBlockingCaller.store(true, ordering: .relaxed)
+        default: break
+        }
         Self.resume(operation.waiter, with: answer)
     }
 
@@ -964,6 +1052,18 @@ final class ConnectionCore: Sendable {
                 continuation.finish()
             case .success(let other):
                 continuation.finish(throwing: AirlockError.unexpectedAnswer(other, to: .receive))
+            }
+        case .readingThread(let sink):
+            switch answer {
+            case .failure(let error):
+                sink.finish(error)
+            case .success(.operationComplete):
+                sink.finish(nil)
+            case .success(.receiveResult(let result)):
+                sink.deliver(OutputChunk(result))
+                sink.finish(nil)
+            case .success(let other):
+                sink.finish(.unexpectedAnswer(other, to: .receive))
             }
         }
     }

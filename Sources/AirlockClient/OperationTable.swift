@@ -48,6 +48,12 @@ struct OperationTable {
         return others.isEmpty ? nil : others.removeValue(forKey: id)
     }
 
+    /// Whether every operation in flight satisfies `predicate` (true when none is).
+    func allSatisfy(_ predicate: (PendingOperation) -> Bool) -> Bool {
+        if slotID != 0, let slot, !predicate(slot) { return false }
+        return others.values.allSatisfy(predicate)
+    }
+
     /// Removes every operation that `matches` and returns them.
     mutating func removeAll(where matches: (PendingOperation) -> Bool) -> [PendingOperation] {
         var removed: [PendingOperation] = []

@@ -121,6 +121,12 @@ extension BenchResults {
     }
 
     /// "client 1.0 cs, 17.0 us CPU; airlockd ...; worker ...".
+    /// A stream's costs per chunk, CPU per GiB and the client's page faults per chunk.
+    private func streamCostsLine(_ s: StreamResult) -> String {
+        let faults = s.chunks > 0 ? Double(s.costs.client.minorFaults) / Double(s.chunks) : 0
+        return costsLine(s.costs) + "; " + fixed(s.cpuSecondsPerGiB, 2) + " s CPU per GiB; client " + fixed(faults, 1) + " page faults"
+    }
+
     private func costsLine(_ costs: OperationCosts) -> String {
         let parties = [("client", costs.client), ("airlockd", costs.supervisor), ("worker", costs.workers)]
         return parties.map { "\($0.0) \(fixed(costs.switchesPerOperation($0.1), 1)) cs, \(fixed(costs.cpuMicrosecondsPerOperation($0.1), 1)) us CPU" }
@@ -154,10 +160,11 @@ extension BenchResults {
                 ("perOperation", costsJSON(throughput.costs)),
             ])))
         }
-        if let stream {
-            members.append(("stream", .object([
-                ("bytes", .integer(Int64(stream.bytes))), ("chunks", .integer(Int64(stream.chunks))),
-                ("seconds", .number(stream.seconds, digits: 3)), ("path", .string("one RECEIVE through Command.output() (async)")),
+        for (name, stream) in [("stream", stream), ("streamAsync", streamAsync)] {
+            guard let stream else { continue }
+            members.append((name, .object([
+                ("bytes", .integer(Int64(stream.bytes))), ("chunks", .integer(Int64(stream.chunks))), ("gbPerSec", .number(stream.gbPerSec, digits: 2)),
+                ("seconds", .number(stream.seconds, digits: 3)), ("path", .string(stream.path.description)),
                 ("cpuSecondsPerGiB", .number(stream.cpuSecondsPerGiB, digits: 2)), ("perChunk", costsJSON(stream.costs)),
                 ("floorGBPerSec", .object([
                     ("before", .number(stream.floorGBPerSec.before, digits: 2)), ("after", .number(stream.floorGBPerSec.after, digits: 2)),
@@ -248,9 +255,11 @@ extension BenchResults {
         if let s = stream {
             rows.append(("stream (\(s.bytes >> 20) MiB, 64 KiB chunks)", fixed(s.gbPerSec, 2) + " GB/s", ">= 1.5" + mark(checks["stream"] ?? nil),
                          "one-hop socket floor " + fixed(s.floorGBPerSec.before, 2) + " / " + fixed(s.floorGBPerSec.after, 2) + " GB/s (before / after); C relay: 2.5-3.2"))
-            let faults = s.chunks > 0 ? Double(s.costs.client.minorFaults) / Double(s.chunks) : 0
-            rows.append(("  per 64 KiB chunk", "", "", costsLine(s.costs) + "; " + fixed(s.cpuSecondsPerGiB, 2) + " s CPU per GiB; client "
-                         + fixed(faults, 1) + " page faults"))
+            rows.append(("  per 64 KiB chunk", "", "", streamCostsLine(s) + "; outputBlocking()"))
+        }
+        if let s = streamAsync {
+            rows.append(("stream, async output", fixed(s.gbPerSec, 2) + " GB/s", "", "Command.output() in a task, same floors"))
+            rows.append(("  per 64 KiB chunk", "", "", streamCostsLine(s)))
         }
         if let c = coldStart {
             rows.append(("coldStart p50 / p99 (full sandbox)", fixed(c.p50ms, 2) + " / " + fixed(c.p99ms, 2) + " ms", "p50 <= 10" + mark(checks["coldStart"] ?? nil), "C spawn + sandbox + dlopen: ~2 ms"))

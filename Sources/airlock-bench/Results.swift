@@ -57,7 +57,25 @@ struct Throughput: Sendable {
     var opsPerSec: Double { seconds > 0 ? Double(operations) / seconds : 0 }
 }
 
+/// How the stream scenario's client takes the output.
+enum StreamPath: Sendable {
+    /// ``Command/outputBlocking(streams:timeout:)`` on a thread of its own, which reads the
+    /// socket itself.
+    case blocking
+    /// ``Command/output(streams:timeout:)`` in a task: the connection's reader thread
+    /// receives and hands each result to the task.
+    case async
+
+    var description: String {
+        switch self {
+        case .blocking: "one RECEIVE through Command.outputBlocking() on a thread of its own (the thread reads the socket)"
+        case .async: "one RECEIVE through Command.output() in a task (the connection's reader thread hands each result over)"
+        }
+    }
+}
+
 struct StreamResult: Sendable {
+    var path: StreamPath
     var bytes: UInt64
     var chunks: Int
     var seconds: Double
@@ -113,7 +131,10 @@ struct BenchResults: Sendable {
     var unpinned: RoundTripPhase?
     var concurrent16: Throughput?
     var concurrent64: Throughput?
+    /// Through the blocking output (the figure of issue 7).
     var stream: StreamResult?
+    /// Through the async output, for comparison.
+    var streamAsync: StreamResult?
     var coldStart: ColdStartResult?
     var coldStartNoSandbox: ColdStartResult?
     var scale: ScaleResult?

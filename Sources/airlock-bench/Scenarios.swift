@@ -187,32 +187,59 @@ enum Scenarios {
     // MARK: - Streaming
 
     /// One Receive of a `stream N` command: N bytes of plug-in output in 64 KiB results.
-    static func stream(daemon: BenchDaemon, bytes: UInt64) async throws(BenchFailure) -> StreamResult {
+    static func stream(daemon: BenchDaemon, bytes: UInt64, path: StreamPath) async throws(BenchFailure) -> StreamResult {
         let target = try await SignalTarget.open(socketPath: daemon.socketPath, plugin: "noop", commandLine: "stream \(bytes)")
         defer { target.connection.close() }
-        var received: UInt64 = 0
-        var chunks = 0
         let workers = daemon.childPIDs()
         let before = OperationCosts.Snapshot.take(daemonPID: daemon.pid, workerPIDs: workers)
         let start = SystemClock.monotonicNanoseconds()
-        do {
-            for try await chunk in target.command.output() {
-                switch chunk.data {
-                case .binary(let data): received += UInt64(data.count)
-                case .text(let text): received += UInt64(text.utf8.count)
-                case .none, .dword: break
+        var tally = StreamTally()
+        switch path {
+        case .blocking:
+            let command = target.command
+            tally = await BenchThread.run {
+                var tally = StreamTally()
+                let output = command.outputBlocking()
+                do {
+                    while let chunk = try output.next() { tally.count(chunk) }
+                } catch {
+                    tally.failure = "\(error)"
                 }
-                chunks += 1
+                return tally
             }
-        } catch {
-            throw BenchFailure("the stream failed after \(received) bytes: \(error)")
+        case .async:
+            do {
+                for try await chunk in target.command.output() { tally.count(chunk) }
+            } catch {
+                tally.failure = "\(error)"
+            }
         }
         let seconds = Double(SystemClock.monotonicNanoseconds() &- start) / 1e9
         let after = OperationCosts.Snapshot.take(daemonPID: daemon.pid, workerPIDs: workers)
-        guard received == bytes else {
-            throw BenchFailure("the stream delivered \(received) bytes, not \(bytes)")
+        if let failure = tally.failure {
+            throw BenchFailure("the stream failed after \(tally.bytes) bytes: \(failure)")
         }
-        return StreamResult(bytes: received, chunks: chunks, seconds: seconds, costs: OperationCosts(operations: chunks, from: before, to: after))
+        guard tally.bytes == bytes else {
+            throw BenchFailure("the stream delivered \(tally.bytes) bytes, not \(bytes)")
+        }
+        return StreamResult(
+            path: path, bytes: tally.bytes, chunks: tally.chunks, seconds: seconds, costs: OperationCosts(operations: tally.chunks, from: before, to: after))
+    }
+
+    /// What a stream delivered.
+    private struct StreamTally: Sendable {
+        var bytes: UInt64 = 0
+        var chunks = 0
+        var failure: String?
+
+        mutating func count(_ chunk: OutputChunk) {
+            switch chunk.data {
+            case .binary(let data): bytes += UInt64(data.count)
+            case .text(let text): bytes += UInt64(text.utf8.count)
+            case .none, .dword: break
+            }
+            chunks += 1
+        }
     }
 
     // MARK: - Cold start

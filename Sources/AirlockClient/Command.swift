@@ -57,6 +57,11 @@ public final class Command: Sendable {
     /// ``AirlockError`` when it completes with an error. Cancelling the consuming task
     /// cancels the Receive.
     ///
+    /// The connection's reader thread yields each result as it arrives, however far the
+    /// consumer is behind: a task slower than the plug-in lets results queue in memory.
+    /// For large or untrusted output prefer ``outputBlocking(streams:timeout:)``, which
+    /// never reads ahead of its consumer.
+    ///
     /// - Parameter streams: the streams wanted; empty for every output stream.
     public func output(streams: [String] = [], timeout: Duration? = nil) -> AsyncThrowingStream<OutputChunk, any Error> {
         shell.connection.core.openStream(

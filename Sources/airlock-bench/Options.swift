@@ -34,7 +34,7 @@ struct BenchOptions: Sendable {
     var help = false
 
     static let scenarioNames = [
-        "roundTrip", "pingPongFloor", "concurrent16", "concurrent64", "stream", "coldStart", "coldStartNoSandbox", "scale",
+        "roundTrip", "pingPongFloor", "concurrent16", "concurrent64", "stream", "streamAsync", "coldStart", "coldStartNoSandbox", "scale",
     ]
 
     static let usage = """

@@ -99,7 +99,8 @@ final class EndMonitor: Sendable {
 /// The reading side of the socket. One thread reads at a time: normally the reader thread;
 /// but when the reader thread has just handed a blocking caller its answer and nothing else
 /// is in flight, it parks, and the next blocking caller reads its own answer (no hand-off
-/// between threads: one context switch less per operation). The decoder, the receive size and
+/// between threads: one context switch less per operation). It parks too while everything
+/// in flight is a ``BlockingOutput`` whose consumer reads its own results. The decoder, the receive size and
 /// the ending belong to whoever reads; `owner` and `wake` are guarded by `parking`.
 final class ReadSide: @unchecked Sendable {
     enum Owner {
@@ -329,7 +330,8 @@ final class ConnectionCore: Sendable {
     private let nextOperationID = Atomic<UInt64>(1)
     private let outgoingFrameLimit = Atomic<Int>(ProtocolLimits.handshakeMaxFrameSize)
     private let readSide = ReadSide()
-    /// Set when the last frame routed answered a blocking caller (the reader may park).
+    /// Set when the last frames routed answered a blocking caller or fed a
+    /// ``BlockingOutput`` (the reader may park).
     private let answeredBlockingCaller = Atomic<Bool>(false)
 
     /// Seconds to wait for `HELLO_ACK`.

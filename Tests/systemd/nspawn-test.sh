@@ -537,7 +537,7 @@ if [ "$wsman" = yes ]; then
         [ "$(prop ActiveState airlock-wsman.service)" = active ] && [ "$(prop SubState airlock-wsman.service)" = running ]; then
         wsman_status=$(prop StatusText airlock-wsman.service)
         if printf '%s' "$wsman_status" | grep -q "^listening on http://.*:$wsman_port/wsman" &&
-            ct_wait 5 sh -c "journalctl -b -u airlock-wsman.service -o cat | grep -q '^airlock-wsman listening on http://.*:$wsman_port/wsman'"; then
+            ct_wait 30 sh -c "journalctl -b -u airlock-wsman.service -o cat | grep -q '^airlock-wsman listening on http://.*:$wsman_port/wsman'"; then
             pass "airlock-wsman.service active via READY=1 as user $(ct ps -o user= -p "$(prop MainPID airlock-wsman.service)" 2>/dev/null); Status: \"$wsman_status\"; journal has the listening line"
         else
             fail "airlock-wsman.service STATUS= and listening line (StatusText: $wsman_status)" "$(wsman_journal)"
@@ -566,7 +566,7 @@ $(wsman_journal)
 $(ct journalctl -b -u airlockd.service --no-pager -o cat 2>&1 | tail -n 10)"
     fi
     if [ "$(prop ActiveState airlockd.service)" = active ] &&
-        ct_wait 5 sh -c "journalctl -b -u airlockd.service -t airlockd -o json | grep '\"MESSAGE\":\"identity asserted\"' | grep '\"GATEWAY\":\"airlock-wsman\"' | grep -q '\"USER\":\"$wsman_user\"'"; then
+        ct_wait 30 sh -c "journalctl -b -u airlockd.service -t airlockd -o json | grep '\"MESSAGE\":\"identity asserted\"' | grep '\"GATEWAY\":\"airlock-wsman\"' | grep -q '\"USER\":\"$wsman_user\"'"; then
         pass "the gateway's connection started airlockd.service, which logs \"identity asserted\" (GATEWAY=airlock-wsman USER=$wsman_user)"
     else
         fail "airlockd socket-activated by the gateway and logging \"identity asserted\" for $wsman_user" "$(ct systemctl status --no-pager airlockd.service 2>&1 | head -n 5)
@@ -575,7 +575,7 @@ $(ct journalctl -b -u airlockd.service --no-pager -o cat 2>&1 | tail -n 10)"
 
     output=$(wsman_probe status "$wsman_port" "$wsman_user" "wrong-$wsman_password")
     if printf '%s\n' "$output" | grep -q '^HTTP 401$' && [ "$(prop ActiveState airlock-wsman.service)" = active ] &&
-        ct_wait 5 sh -c "journalctl -b -u airlock-wsman.service -t airlock-wsman -o json | grep '\"MESSAGE\":\"authentication failed\"' | grep -q '\"USER\":\"$wsman_user\"'"; then
+        ct_wait 30 sh -c "journalctl -b -u airlock-wsman.service -t airlock-wsman -o json | grep '\"MESSAGE\":\"authentication failed\"' | grep -q '\"USER\":\"$wsman_user\"'"; then
         pass "a wrong password: 401, logged as \"authentication failed\" (USER=$wsman_user); airlock-wsman.service stays active"
     else
         fail "a wrong password: 401 (service $(prop ActiveState airlock-wsman.service))" "$output

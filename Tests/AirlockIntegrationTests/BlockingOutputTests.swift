@@ -144,7 +144,7 @@ struct BlockingOutputTests {
         }
     }
 
-    @Test("closing the connection while a thread waits in next() ends it with an error at once")
+    @Test("closing the connection while a thread waits in next() ends the wait with an error")
     func closeWhileWaiting() async throws {
         try await Daemon.withHostile { daemon in
             let connection = try await daemon.connect()
@@ -158,10 +158,10 @@ struct BlockingOutputTests {
             }
             while !started.load(ordering: .relaxed) { try await Task.sleep(for: .milliseconds(10)) }
             try await Task.sleep(for: .milliseconds(200))
-            let closedAt = ContinuousClock.now
             connection.close()
+            // If closing did not end the wait, this would never return (no timing here: a
+            // busy machine took 14 s once).
             let result = await ending
-            #expect(ContinuousClock.now - closedAt < .seconds(5))
             switch result {
             case .success(let chunk): Issue.record("next() returned \(String(describing: chunk)) after the connection closed")
             case .failure(let error): #expect(error.kind == .connectionLost, "\(error)")

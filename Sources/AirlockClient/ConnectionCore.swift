@@ -100,8 +100,9 @@ final class EndMonitor: Sendable {
 /// but when the reader thread has just handed a blocking caller its answer and nothing else
 /// is in flight, it parks, and the next blocking caller reads its own answer (no hand-off
 /// between threads: one context switch less per operation). It parks too while everything
-/// in flight is a ``BlockingOutput`` whose consumer reads its own results. The decoder, the receive size and
-/// the ending belong to whoever reads; `owner` and `wake` are guarded by `parking`.
+/// in flight is a ``BlockingOutput`` whose consumer reads its own results. The decoder, the
+/// receive size and the ending belong to whoever reads; `owner` and `wake` are guarded by
+/// `parking`.
 final class ReadSide: @unchecked Sendable {
     enum Owner {
         /// The reader thread reads (or is about to).
@@ -332,7 +333,7 @@ final class ConnectionCore: Sendable {
     private let readSide = ReadSide()
     /// Set when the last frames routed answered a blocking caller or fed a
     /// ``BlockingOutput`` (the reader may park).
-    private let answeredBlockingCaller = Atomic<Bool>(false)
+    private let servedBlockingThread = Atomic<Bool>(false)
 
     /// Seconds to wait for `HELLO_ACK`.
     static let handshakeTimeoutMilliseconds: Int32 = 10_000
@@ -563,7 +564,7 @@ final class ConnectionCore: Sendable {
         let ending = readAndRoute()
         // The reader thread is needed at once when the connection ended, or when an
         // operation in flight is not one whose own consumer reads.
-        let othersInFlight = ending == nil && state.withLock { !$0.operations.allSatisfy { $0.waiter.selfReadingSink != nil } }
+        let othersInFlight = ending == nil && state.withLock { Self.selfReadingSinks(of: $0.operations) == nil }
         readSide.releaseFromCaller(wakeReader: ending != nil || othersInFlight)
         if ending != nil { connectionEnded = true }
         return true
@@ -707,8 +708,8 @@ final class ConnectionCore: Sendable {
                 }
             }
             if readAndRoute() != nil { break reading }
-            if read.handshakeDone && answeredBlockingCaller.load(ordering: .relaxed), let consumers = consumersReadingThemselves() {
-                answeredBlockingCaller.store(false, ordering: .relaxed)
+            if read.handshakeDone && servedBlockingThread.load(ordering: .relaxed), let consumers = consumersReadingThemselves() {
+                servedBlockingThread.store(false, ordering: .relaxed)
                 // While only blocking outputs whose consumers read are in flight, the reader
                 // thread does not read for them when they pause: a consumer that has not
                 // taken its results yet gets no more of them (the server then stops sending,
@@ -737,14 +738,20 @@ final class ConnectionCore: Sendable {
         return state.withLock { state -> [BlockingStreamSink]? in
             guard state.failure == nil else { return nil }
             if state.operations.isEmpty { return halfRead ? nil : [] }
-            var sinks: [BlockingStreamSink] = []
-            let all = state.operations.allSatisfy { operation in
-                guard let sink = operation.waiter.selfReadingSink else { return false }
-                sinks.append(sink)
-                return true
-            }
-            return all ? sinks : nil
+            return Self.selfReadingSinks(of: state.operations)
         }
+    }
+
+    /// The sinks of the operations in flight when every one is a ``BlockingOutput`` whose
+    /// consumer reads the socket itself (none when nothing is in flight); nil otherwise.
+    private static func selfReadingSinks(of operations: OperationTable) -> [BlockingStreamSink]? {
+        var sinks: [BlockingStreamSink] = []
+        let all = operations.allSatisfy { operation in
+            guard let sink = operation.waiter.selfReadingSink else { return false }
+            sinks.append(sink)
+            return true
+        }
+        return all ? sinks : nil
     }
 
     /// What a blocking caller reading its own answer learns from ``readAndRoute(own:)``.
@@ -911,7 +918,7 @@ final class ConnectionCore: Sendable {
             return !state.operations.isEmpty
         }
         guard let othersInFlight else { return }
-        answeredBlockingCaller.store(true, ordering: .relaxed)
+        servedBlockingThread.store(true, ordering: .relaxed)
         own.taken = true
         own.othersInFlight = othersInFlight
     }
@@ -938,7 +945,7 @@ final class ConnectionCore: Sendable {
             case .stream(let sink)?:
                 sink.continuation.yield(OutputChunk(result))
             case .readingThread(let sink)?:
-                answeredBlockingCaller.store(true, ordering: .relaxed)
+                servedBlockingThread.store(true, ordering: .relaxed)
                 sink.deliver(OutputChunk(result))
             default:
                 break
@@ -1028,7 +1035,7 @@ final class ConnectionCore: Sendable {
     private func complete(_ id: UInt64, with answer: consuming Answer) {
         guard let operation = state.withLock({ $0.operations.removeValue(forKey: id) }) else { return }
         switch operation.waiter {
-        case .thread, .readingThread: answeredBlockingCaller.store(true, ordering: .relaxed)
+        case .thread, .readingThread: servedBlockingThread.store(true, ordering: .relaxed)
         default: break
         }
         Self.resume(operation.waiter, with: answer)
@@ -1043,30 +1050,24 @@ final class ConnectionCore: Sendable {
         case .thread(let blocked):
             blocked.deliver(answer)
         case .stream(let sink):
-            let continuation = sink.continuation
-            switch answer {
-            case .failure(let error):
-                continuation.finish(throwing: error)
-            case .success(.operationComplete):
-                continuation.finish()
-            case .success(.receiveResult(let result)):
-                continuation.yield(OutputChunk(result))
-                continuation.finish()
-            case .success(let other):
-                continuation.finish(throwing: AirlockError.unexpectedAnswer(other, to: .receive))
-            }
+            let (last, failure) = receiveEnding(answer)
+            if let last { sink.continuation.yield(last) }
+            if let failure { sink.continuation.finish(throwing: failure) } else { sink.continuation.finish() }
         case .readingThread(let sink):
-            switch answer {
-            case .failure(let error):
-                sink.finish(error)
-            case .success(.operationComplete):
-                sink.finish(nil)
-            case .success(.receiveResult(let result)):
-                sink.deliver(OutputChunk(result))
-                sink.finish(nil)
-            case .success(let other):
-                sink.finish(.unexpectedAnswer(other, to: .receive))
-            }
+            let (last, failure) = receiveEnding(answer)
+            if let last { sink.deliver(last) }
+            sink.finish(failure)
+        }
+    }
+
+    /// What the frame that ends a `RECEIVE` means to its consumer: a last result (a final
+    /// `RECEIVE_RESULT`), and the failure it ends with, if any.
+    private static func receiveEnding(_ answer: consuming Answer) -> (last: OutputChunk?, failure: AirlockError?) {
+        switch answer {
+        case .failure(let error): (nil, error)
+        case .success(.operationComplete): (nil, nil)
+        case .success(.receiveResult(let result)): (OutputChunk(result), nil)
+        case .success(let other): (nil, .unexpectedAnswer(other, to: .receive))
         }
     }
 

@@ -120,13 +120,13 @@ extension BenchResults {
         ])
     }
 
-    /// "client 1.0 cs, 17.0 us CPU; airlockd ...; worker ...".
     /// A stream's costs per chunk, CPU per GiB and the client's page faults per chunk.
     private func streamCostsLine(_ s: StreamResult) -> String {
         let faults = s.chunks > 0 ? Double(s.costs.client.minorFaults) / Double(s.chunks) : 0
         return costsLine(s.costs) + "; " + fixed(s.cpuSecondsPerGiB, 2) + " s CPU per GiB; client " + fixed(faults, 1) + " page faults"
     }
 
+    /// "client 1.0 cs, 17.0 us CPU; airlockd ...; worker ...".
     private func costsLine(_ costs: OperationCosts) -> String {
         let parties = [("client", costs.client), ("airlockd", costs.supervisor), ("worker", costs.workers)]
         return parties.map { "\($0.0) \(fixed(costs.switchesPerOperation($0.1), 1)) cs, \(fixed(costs.cpuMicrosecondsPerOperation($0.1), 1)) us CPU" }

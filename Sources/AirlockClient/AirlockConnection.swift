@@ -62,21 +62,34 @@ public final class AirlockConnection: Sendable {
     ///   - assertedIdentity: for gateways: the user this connection acts for
     ///     (`ASSERT_IDENTITY`). `airlockd` accepts it only when this process's user is
     ///     listed in its `TrustedGateways`.
+    ///   - resultRingSize: the size of the result ring offered to `airlockd` with the
+    ///     connection's first `RECEIVE` (PROTOCOL.md §5.6): shared memory into which it
+    ///     writes large results, which then cost a memory copy on each side instead of a
+    ///     socket send and receive. A multiple of 4,096 of at least 64 KiB; 0 offers none.
+    ///     Its pages are allocated as results fill them, up to this size per connection
+    ///     that streams. See ``usesResultRing``.
     /// - Throws: ``AirlockError`` of kind ``AirlockError/Kind/unreachable`` when nothing
     ///   accepts connections at `socketPath`, or ``AirlockError/Kind/protocolViolation``
     ///   when the server refuses the handshake or does not answer it within 10 seconds;
     ///   of kind ``AirlockError/Kind/operationFailed`` with code 5 (`ERROR_ACCESS_DENIED`)
     ///   when `airlockd` refuses the asserted identity.
     public static func connect(
-        socketPath: String = defaultSocketPath(), clientName: String = "AirlockClient", assertedIdentity: AssertedIdentity? = nil
+        socketPath: String = defaultSocketPath(), clientName: String = "AirlockClient", assertedIdentity: AssertedIdentity? = nil,
+        resultRingSize: Int = defaultResultRingSize
     ) async throws(AirlockError) -> AirlockConnection {
+        guard resultRingSize == 0 || (resultRingSize >= ResultRingCursor.minimumSize && resultRingSize % ResultRingCursor.sizeGranularity == 0
+            && resultRingSize <= Int(UInt32.max) - 4095) else {
+            throw AirlockError(
+                kind: .operationFailed, code: WSManError.invalidParameter,
+                message: "resultRingSize \(resultRingSize) must be 0 or a multiple of 4096 of at least 65536 bytes")
+        }
         let fd: FileDescriptor
         do {
             fd = try UnixSocket.connect(path: socketPath)
         } catch {
             throw .unreachable(socketPath: socketPath, error)
         }
-        let core = ConnectionCore(fd: fd, socketPath: socketPath)
+        let core = ConnectionCore(fd: fd, socketPath: socketPath, resultRingSize: resultRingSize)
         do {
             try OSThread.start(name: "airlock-client") { core.readLoop() }
         } catch {
@@ -117,6 +130,20 @@ public final class AirlockConnection: Sendable {
 
     /// Why the connection no longer works, or nil while it does.
     public var failure: AirlockError? { core.failure }
+
+    /// The result ring offered by default: 4 MiB.
+    public static let defaultResultRingSize = 4 << 20
+
+    /// Whether `airlockd` writes this connection's large results into its result ring
+    /// (see `resultRingSize` in ``connect(socketPath:clientName:assertedIdentity:resultRingSize:)``):
+    /// false until the ring was offered, with the first output requested, and accepted.
+    /// ``resultRingRefusal`` says why it is not used.
+    public var usesResultRing: Bool { core.resultRingAccepted == true }
+
+    /// Why the result ring is not used, when `airlockd` refused it (a server with
+    /// `MaxResultRingkb` 0, say) or it could not be made; nil otherwise. Results then travel
+    /// through the socket, as they do without a ring.
+    public var resultRingRefusal: String? { core.resultRingRefusal }
 
     // MARK: - Shells
 

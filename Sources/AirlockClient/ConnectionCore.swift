@@ -49,11 +49,13 @@ enum Waiter {
     /// A `RECEIVE` whose results a thread takes in ``BlockingOutput/next()``, reading the
     /// socket itself when nobody else does.
     case readingThread(BlockingStreamSink)
+    /// The `OPEN_RESULT_RING` offering the connection's result ring; nobody waits for it.
+    case resultRingOffer
 
     var isAttached: Bool {
         switch self {
         case .unattached, .cancelledUnattached: false
-        case .task, .thread, .stream, .readingThread: true
+        case .task, .thread, .stream, .readingThread, .resultRingOffer: true
         }
     }
 
@@ -313,6 +315,12 @@ final class ConnectionCore: Sendable {
         /// own). Here rather than behind a lock of its own: it is taken in the same critical
         /// section that registers the operation, and given back in the one that ends it.
         var idleWaiter: BlockingWaiter?
+        /// The result ring offered to the server, once offered (PROTOCOL.md §5.6).
+        var resultRing: ClientResultRing?
+        /// Whether the server accepted it: nil until it answered.
+        var resultRingAccepted: Bool?
+        /// Why the server refused it, or why it could not be offered.
+        var resultRingRefusal: String?
     }
 
     private struct Writer: ~Copyable {
@@ -338,10 +346,65 @@ final class ConnectionCore: Sendable {
     /// Seconds to wait for `HELLO_ACK`.
     static let handshakeTimeoutMilliseconds: Int32 = 10_000
 
-    init(fd: FileDescriptor, socketPath: String) {
+    /// The size of the result ring offered with the first `RECEIVE` (0: none).
+    let resultRingSize: Int
+    /// Set once the result ring was offered (or found impossible).
+    private let resultRingOffered = Atomic<Bool>(false)
+
+    init(fd: FileDescriptor, socketPath: String, resultRingSize: Int = 0) {
         self.fd = fd
         self.socketPath = socketPath
+        self.resultRingSize = resultRingSize
         self.writer = Mutex(Writer())
+    }
+
+    /// Whether the server writes this connection's large results into its result ring:
+    /// nil until it answered the offer (or when none was made), then its answer.
+    var resultRingAccepted: Bool? { state.withLock { $0.resultRingAccepted } }
+
+    /// Why the result ring is not used, when the server refused it or it could not be made.
+    var resultRingRefusal: String? { state.withLock { $0.resultRingRefusal } }
+
+    /// Offers the connection's result ring once, before its first `RECEIVE` (PROTOCOL.md
+    /// §5.6). The answer is not awaited: the server handles frames in order, so the ring is
+    /// in place (or refused) before the `RECEIVE` that follows is served. When it is refused,
+    /// results travel through the socket as they would anyway.
+    private func offerResultRingIfNeeded() {
+        guard resultRingSize > 0, !resultRingOffered.exchange(true, ordering: .relaxed) else { return }
+        let ring: ClientResultRing
+        let descriptor: FileDescriptor
+        do throws(SystemCallError) {
+            (ring, descriptor) = try ClientResultRing.create(size: resultRingSize)
+        } catch {
+            state.withLock { $0.resultRingRefusal = "cannot create the result ring: \(error)" }
+            return
+        }
+        defer { try? Posix.close(descriptor) }
+        let id = allocateOperationID()
+        let registered = state.withLock { state -> Bool in
+            guard state.failure == nil else { return false }
+            state.resultRing = ring
+            state.operations[id] = PendingOperation(waiter: .resultRingOffer, request: .openResultRing, shellID: 0, commandID: 0)
+            return true
+        }
+        guard registered else { return }
+        let frame = Frame(operationID: id, message: .openResultRing(size: UInt32(resultRingSize)))
+        if let error = writeFrame(.openResultRing, passing: descriptor, { frame.encode(into: &$0) }) {
+            complete(id, with: .failure(error))
+        }
+    }
+
+    /// The server's answer to the result ring's offer.
+    private func resultRingAnswered(_ answer: consuming Answer) {
+        let refusal: String?
+        switch answer {
+        case .success: refusal = nil
+        case .failure(let error): refusal = error.message
+        }
+        state.withLock { state in
+            state.resultRingAccepted = refusal == nil
+            state.resultRingRefusal = refusal
+        }
     }
 
     /// The largest frame the server accepts, once the handshake is done.
@@ -526,6 +589,7 @@ final class ConnectionCore: Sendable {
             continuation.finish(throwing: refused)
             return stream
         }
+        offerResultRingIfNeeded()
         readSide.wakeReader()
         if let error = write(Frame(operationID: id, message: message)) {
             complete(id, with: .failure(error))
@@ -544,6 +608,7 @@ final class ConnectionCore: Sendable {
             state.operations[id] = PendingOperation(waiter: .readingThread(sink), request: request, shellID: shellID, commandID: commandID)
             return nil
         }
+        if refused == nil { offerResultRingIfNeeded() }
         if let refused {
             sink.finish(refused)
         } else if let error = write(Frame(operationID: id, message: message)) {
@@ -587,7 +652,7 @@ final class ConnectionCore: Sendable {
                 operation.waiter = .cancelledUnattached
                 state.operations[id] = operation
                 return false
-            case .cancelledUnattached:
+            case .cancelledUnattached, .resultRingOffer:
                 return false
             case .task, .thread, .stream, .readingThread:
                 return true
@@ -640,7 +705,7 @@ final class ConnectionCore: Sendable {
 
     /// Sends the frame of type `type` that `encode` appends to the (empty) kept writer, as
     /// ``write(_:)`` does.
-    private func writeFrame(_ type: MessageType, _ encode: (inout ByteWriter) -> Void) -> AirlockError? {
+    private func writeFrame(_ type: MessageType, passing descriptor: FileDescriptor? = nil, _ encode: (inout ByteWriter) -> Void) -> AirlockError? {
         let limit = outgoingFrameLimit.load(ordering: .relaxed)
         return writer.withLock { writer -> AirlockError? in
             if let reason = writer.closedReason { return reason }
@@ -655,7 +720,14 @@ final class ConnectionCore: Sendable {
                 var offset = 0
                 while offset < bytes.count {
                     do throws(SystemCallError) {
-                        guard let sent = try Posix.send(fd, UnsafeRawBufferPointer(rebasing: bytes[offset...])) else { continue }
+                        let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])
+                        // A passed descriptor travels with the frame's first byte.
+                        let sent = if offset == 0, let descriptor {
+                            try Posix.send(fd, rest, passing: descriptor)
+                        } else {
+                            try Posix.send(fd, rest)
+                        }
+                        guard let sent else { continue }
                         offset += sent
                     } catch {
                         return error
@@ -927,6 +999,9 @@ final class ConnectionCore: Sendable {
     private func route(_ frame: Frame) -> AirlockError? {
         if frame.operationID == 0 { return routeConnectionFrame(frame.message) }
         let id = frame.operationID
+        if case .receiveResultInRing(let inRing) = frame.message {
+            return routeResultInRing(inRing, operation: id, final: frame.flags.contains(.final))
+        }
         if frame.flags.contains(.final) {
             switch frame.message {
             case .operationComplete(let complete) where complete.errorCode != WSManError.noError:
@@ -958,6 +1033,38 @@ final class ConnectionCore: Sendable {
                 kind: .protocolViolation, code: WSManError.invalidParameter,
                 message: "airlockd at \(socketPath) sent \(frame.message.type.wireName) for operation \(id) without the FINAL flag")
         }
+    }
+
+    /// A `RECEIVE_RESULT_IN_RING`: its bytes are checked and copied out of the result ring,
+    /// the ring is released a batch at a time, and the result goes where a
+    /// `RECEIVE_RESULT` would.
+    private func routeResultInRing(_ inRing: RingReceiveResult, operation id: UInt64, final: Bool) -> AirlockError? {
+        let (ring, waiter) = state.withLock { ($0.resultRing, $0.operations[id]?.waiter) }
+        guard let ring, !final else {
+            return AirlockError(
+                kind: .protocolViolation, code: WSManError.invalidParameter,
+                message: "airlockd at \(socketPath) sent RECEIVE_RESULT_IN_RING " + (final ? "with the FINAL flag" : "on a connection without a result ring"))
+        }
+        let result: ReceiveResult
+        do throws(ProtocolError) {
+            result = try ring.take(inRing)
+        } catch {
+            return .protocolViolation(error, socketPath: socketPath)
+        }
+        if let position = ring.cursor.releaseRead(batch: ring.releaseBatch),
+           let error = write(Frame(operationID: 0, message: .releaseResultRing(position: position))) {
+            return error
+        }
+        switch waiter {
+        case .stream(let sink)?:
+            sink.continuation.yield(OutputChunk(result))
+        case .readingThread(let sink)?:
+            servedBlockingThread.store(true, ordering: .relaxed)
+            sink.deliver(OutputChunk(result))
+        default:
+            break
+        }
+        return nil
     }
 
     private func routeConnectionFrame(_ message: Message) -> AirlockError? {
@@ -1036,6 +1143,7 @@ final class ConnectionCore: Sendable {
         guard let operation = state.withLock({ $0.operations.removeValue(forKey: id) }) else { return }
         switch operation.waiter {
         case .thread, .readingThread: servedBlockingThread.store(true, ordering: .relaxed)
+        case .resultRingOffer: return resultRingAnswered(answer)
         default: break
         }
         Self.resume(operation.waiter, with: answer)
@@ -1043,7 +1151,7 @@ final class ConnectionCore: Sendable {
 
     private static func resume(_ waiter: consuming Waiter, with answer: consuming Answer) {
         switch waiter {
-        case .unattached, .cancelledUnattached:
+        case .unattached, .cancelledUnattached, .resultRingOffer:
             break
         case .task(let continuation):
             continuation.resume(returning: answer)

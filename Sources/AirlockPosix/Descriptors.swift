@@ -104,6 +104,50 @@ public enum Posix {
         }
     }
 
+    /// `sendmsg` of `buffer` with the descriptor `passed` attached (`SCM_RIGHTS`) and
+    /// `MSG_NOSIGNAL`: the descriptor arrives with the first of these bytes. Returns the
+    /// count sent, or `nil` on `EAGAIN`.
+    public static func send(_ fd: FileDescriptor, _ buffer: UnsafeRawBufferPointer, passing passed: FileDescriptor, flags: MessageFlags = []) throws(SystemCallError) -> Int? {
+        try retryingInterruptsUnlessWouldBlock(
+            "sendmsg(SCM_RIGHTS)", airlock_send_with_descriptor(fd.rawValue, buffer.baseAddress, buffer.count, passed.rawValue, flags.rawValue))
+    }
+
+    /// What ``receive(_:into:passing:flags:)`` brought beside the bytes.
+    public struct PassedDescriptors: Sendable {
+        /// The descriptors passed with the bytes (`SCM_RIGHTS`), close-on-exec; the caller
+        /// owns them. At most ``capacity``.
+        public var descriptors: [FileDescriptor] = []
+        /// True when more were passed than ``capacity`` (the rest were closed) or the
+        /// kernel truncated the control data.
+        public var truncated = false
+        /// The most descriptors one receive keeps.
+        public static let capacity = 4
+        public init() {}
+    }
+
+    /// `recvmsg` into `buffer`, keeping descriptors passed with the bytes (`SCM_RIGHTS`,
+    /// received close-on-exec) in `passed`. Returns the count received (0 when the peer
+    /// closed), or `nil` on `EAGAIN`.
+    public static func receive(
+        _ fd: FileDescriptor, into buffer: UnsafeMutableRawBufferPointer, passing passed: inout PassedDescriptors, flags: MessageFlags = []
+    ) throws(SystemCallError) -> Int? {
+        var descriptors: (Int32, Int32, Int32, Int32) = (-1, -1, -1, -1)
+        var received: Int32 = 0
+        var truncated: Int32 = 0
+        let count = try withUnsafeMutableBytes(of: &descriptors) { (raw) throws(SystemCallError) -> Int? in
+            try retryingInterruptsUnlessWouldBlock("recvmsg", airlock_receive_with_descriptors(
+                fd.rawValue, buffer.baseAddress, buffer.count, flags.rawValue, raw.baseAddress!.assumingMemoryBound(to: Int32.self),
+                Int32(PassedDescriptors.capacity), &received, &truncated))
+        }
+        if received > 0 {
+            withUnsafeBytes(of: &descriptors) { raw in
+                for value in raw.bindMemory(to: Int32.self).prefix(Int(received)) { passed.descriptors.append(FileDescriptor(rawValue: value)) }
+            }
+        }
+        if truncated != 0 { passed.truncated = true }
+        return count
+    }
+
     /// The result of ``receivePacket(_:into:flags:)``.
     public enum PacketResult: Sendable, Equatable {
         /// A whole packet of this many bytes is in the buffer.

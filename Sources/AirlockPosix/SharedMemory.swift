@@ -24,10 +24,16 @@ public final class SharedMemory: @unchecked Sendable {
     /// Creates a memory file of `size` bytes (`memfd_create(name, MFD_CLOEXEC)`, then
     /// `ftruncate`; its pages are zero and allocated when first touched) and maps it.
     /// Returns the mapping and the descriptor (close-on-exec) to hand to another process.
+    ///
+    /// The file's size is sealed (`F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL`): no process
+    /// holding the descriptor can shrink it under the mapping, which would make the next
+    /// access to the lost pages raise `SIGBUS` in every process that maps them.
     public static func create(name: String, size: Int) throws(SystemCallError) -> (SharedMemory, FileDescriptor) {
         let fd = FileDescriptor(rawValue: try retryingInterrupts("memfd_create(\(name))", airlock_memfd_create(name)))
         do throws(SystemCallError) {
             _ = try retryingInterrupts("ftruncate(memfd \(name), \(size))", ftruncate(fd.rawValue, off_t(size)))
+            _ = try retryingInterrupts(
+                "fcntl(memfd \(name), F_ADD_SEALS)", airlock_add_seals(fd.rawValue, AIRLOCK_SEAL_SHRINK | AIRLOCK_SEAL_GROW | AIRLOCK_SEAL_SEAL))
             return (try map(fd, size: size), fd)
         } catch {
             _ = Glibc.close(fd.rawValue)
@@ -48,6 +54,72 @@ public final class SharedMemory: @unchecked Sendable {
             throw SystemCallError(call: "mmap(\(fd.rawValue), \(size) bytes, MAP_SHARED)")
         }
         return SharedMemory(base: base, size: size)
+    }
+
+    /// Maps `size` bytes of the memory file `fd` for reading only (`PROT_READ`): the
+    /// process cannot store into ``base``. Checks the file's size as ``map(_:size:)`` does.
+    public static func mapReadOnly(_ fd: FileDescriptor, size: Int) throws(SystemCallError) -> SharedMemory {
+        var status = stat()
+        _ = try retryingInterrupts("fstat(\(fd.rawValue))", fstat(fd.rawValue, &status))
+        guard size > 0, Int(status.st_size) >= size else {
+            throw SystemCallError(call: "mmap(\(fd.rawValue)): the file has \(status.st_size) bytes, not \(size)", errno: .invalidArgument)
+        }
+        guard let base = airlock_map_shared_read_only(fd.rawValue, size) else {
+            throw SystemCallError(call: "mmap(\(fd.rawValue), \(size) bytes, PROT_READ, MAP_SHARED)")
+        }
+        return SharedMemory(base: base, size: size)
+    }
+}
+
+/// What another process's memory file is, checked before this process maps it and
+/// writes into it.
+public enum MemoryFile {
+    /// The seals of a memory file (`F_GET_SEALS`).
+    public struct Seals: OptionSet, Sendable {
+        public let rawValue: UInt32
+        public init(rawValue: UInt32) { self.rawValue = rawValue }
+        /// No more seals may be added.
+        public static let seal = Seals(rawValue: AIRLOCK_SEAL_SEAL)
+        /// The file cannot shrink.
+        public static let shrink = Seals(rawValue: AIRLOCK_SEAL_SHRINK)
+        /// The file cannot grow.
+        public static let grow = Seals(rawValue: AIRLOCK_SEAL_GROW)
+        /// The file's contents cannot change.
+        public static let write = Seals(rawValue: AIRLOCK_SEAL_WRITE)
+    }
+
+    /// Seals `fd` (`F_ADD_SEALS`).
+    public static func addSeals(_ fd: FileDescriptor, _ seals: Seals) throws(SystemCallError) {
+        _ = try retryingInterrupts("fcntl(\(fd.rawValue), F_ADD_SEALS)", airlock_add_seals(fd.rawValue, seals.rawValue))
+    }
+
+    /// The seals of `fd`; fails with `EINVAL` when `fd` is not a memory file.
+    public static func seals(_ fd: FileDescriptor) throws(SystemCallError) -> Seals {
+        Seals(rawValue: UInt32(truncatingIfNeeded: try retryingInterrupts("fcntl(\(fd.rawValue), F_GET_SEALS)", airlock_get_seals(fd.rawValue))))
+    }
+
+    /// Whether `fd` is a regular file on tmpfs, where `memfd_create` puts its files (not a
+    /// huge-page memory file, whose pages may fail to come when first touched, nor a file
+    /// on a disk or a network).
+    public static func isOnTmpfs(_ fd: FileDescriptor) throws(SystemCallError) -> Bool {
+        var status = stat()
+        _ = try retryingInterrupts("fstat(\(fd.rawValue))", fstat(fd.rawValue, &status))
+        guard status.st_mode & S_IFMT == S_IFREG else { return false }
+        return try retryingInterrupts("fstatfs(\(fd.rawValue))", airlock_filesystem_type(fd.rawValue)) == AIRLOCK_TMPFS_MAGIC
+    }
+
+    /// The size of the file `fd` (`fstat`).
+    public static func size(_ fd: FileDescriptor) throws(SystemCallError) -> Int {
+        var status = stat()
+        _ = try retryingInterrupts("fstat(\(fd.rawValue))", fstat(fd.rawValue, &status))
+        return Int(status.st_size)
+    }
+
+    /// Frees the pages of `length` bytes at `offset` (`fallocate` with
+    /// `FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE`); they read as zeros afterwards, in every
+    /// process that maps them.
+    public static func punchHole(_ fd: FileDescriptor, offset: Int, length: Int) throws(SystemCallError) {
+        _ = try retryingInterrupts("fallocate(\(fd.rawValue), PUNCH_HOLE)", airlock_punch_hole(fd.rawValue, Int64(offset), Int64(length)))
     }
 }
 

@@ -16,6 +16,8 @@ public enum MessageType: UInt16, Sendable, CaseIterable {
     case closeShell = 0x0108
     case cancel = 0x0109
     case assertIdentity = 0x010A
+    case openResultRing = 0x010B
+    case releaseResultRing = 0x010C
 
     case status = 0x0181
     case listPlugins = 0x0182
@@ -29,6 +31,7 @@ public enum MessageType: UInt16, Sendable, CaseIterable {
     case operationComplete = 0x0204
     case shellClosed = 0x0205
     case commandEnded = 0x0206
+    case receiveResultInRing = 0x0207
     case statusReply = 0x0281
 
     case workerStart = 0x0301
@@ -68,6 +71,8 @@ public enum MessageType: UInt16, Sendable, CaseIterable {
         case .closeShell: "CLOSE_SHELL"
         case .cancel: "CANCEL"
         case .assertIdentity: "ASSERT_IDENTITY"
+        case .openResultRing: "OPEN_RESULT_RING"
+        case .releaseResultRing: "RELEASE_RESULT_RING"
         case .status: "STATUS"
         case .listPlugins: "LIST_PLUGINS"
         case .restartPlugin: "RESTART_PLUGIN"
@@ -79,6 +84,7 @@ public enum MessageType: UInt16, Sendable, CaseIterable {
         case .operationComplete: "OPERATION_COMPLETE"
         case .shellClosed: "SHELL_CLOSED"
         case .commandEnded: "COMMAND_ENDED"
+        case .receiveResultInRing: "RECEIVE_RESULT_IN_RING"
         case .statusReply: "STATUS_REPLY"
         case .workerStart: "W_START"
         case .workerShutdown: "W_SHUTDOWN"
@@ -120,6 +126,11 @@ public enum Message: Sendable, Equatable {
     case closeShell(shellID: UInt64)
     case cancel
     case assertIdentity(AssertIdentity)
+    /// Offers the server a result ring of `size` bytes; the memory file travels with the
+    /// frame (`SCM_RIGHTS`, PROTOCOL.md §5.6).
+    case openResultRing(size: UInt32)
+    /// Every result-ring byte before `position` may be reused (PROTOCOL.md §5.6).
+    case releaseResultRing(position: UInt64)
 
     case status(plugin: String)
     case listPlugins
@@ -133,6 +144,7 @@ public enum Message: Sendable, Equatable {
     case operationComplete(OperationComplete)
     case shellClosed(ShellClosed)
     case commandEnded(CommandEnded)
+    case receiveResultInRing(RingReceiveResult)
     case statusReply(json: String)
 
     case workerStart(WorkerStart)
@@ -172,6 +184,8 @@ public enum Message: Sendable, Equatable {
         case .closeShell: .closeShell
         case .cancel: .cancel
         case .assertIdentity: .assertIdentity
+        case .openResultRing: .openResultRing
+        case .releaseResultRing: .releaseResultRing
         case .status: .status
         case .listPlugins: .listPlugins
         case .restartPlugin: .restartPlugin
@@ -183,6 +197,7 @@ public enum Message: Sendable, Equatable {
         case .operationComplete: .operationComplete
         case .shellClosed: .shellClosed
         case .commandEnded: .commandEnded
+        case .receiveResultInRing: .receiveResultInRing
         case .statusReply: .statusReply
         case .workerStart: .workerStart
         case .workerShutdown: .workerShutdown
@@ -238,6 +253,12 @@ public enum Message: Sendable, Equatable {
             w.u64(shellID)
         case .assertIdentity(let m):
             w.str(m.userName); w.str(m.authenticationMechanism); w.str(m.httpURL); w.u32(m.flags)
+        case .openResultRing(let size):
+            w.u32(size)
+        case .releaseResultRing(let position):
+            w.u64(position)
+        case .receiveResultInRing(let m):
+            w.u32(m.flags); w.optstr(m.stream); w.u64(m.position); w.u32(m.length); w.optstr(m.commandState); w.u32(m.exitCode)
         case .cancel, .listPlugins, .reload, .workerCancel, .workerContext:
             break
         case .status(let plugin), .restartPlugin(let plugin), .stopPlugin(let plugin):
@@ -343,6 +364,12 @@ public enum Message: Sendable, Equatable {
             message = .assertIdentity(AssertIdentity(
                 userName: try r.str("userName"), authenticationMechanism: try r.str("authenticationMechanism"),
                 httpURL: try r.str("httpUrl"), flags: try r.u32("flags")))
+        case .openResultRing: message = .openResultRing(size: try r.u32("size"))
+        case .releaseResultRing: message = .releaseResultRing(position: try r.u64("position"))
+        case .receiveResultInRing:
+            message = .receiveResultInRing(RingReceiveResult(
+                flags: try r.u32("flags"), stream: try r.optstr("stream"), position: try r.u64("position"),
+                length: try r.u32("length"), commandState: try r.optstr("commandState"), exitCode: try r.u32("exitCode")))
         case .status: message = .status(plugin: try r.str("plugin"))
         case .listPlugins: message = .listPlugins
         case .restartPlugin: message = .restartPlugin(plugin: try r.str("plugin"))

@@ -313,6 +313,32 @@ public struct ReceiveResult: Sendable, Equatable {
     }
 }
 
+/// A `RECEIVE_RESULT_IN_RING` (PROTOCOL.md §5.6): a `RECEIVE_RESULT` whose binary data the
+/// server wrote into the connection's result ring, `length` bytes at `position` (a count of
+/// ring bytes since the ring was opened; the bytes lie at `position % size`, never across
+/// the ring's end).
+public struct RingReceiveResult: Sendable, Equatable {
+    public var flags: UInt32
+    public var stream: String?
+    public var position: UInt64
+    public var length: UInt32
+    public var commandState: String?
+    public var exitCode: UInt32
+    public init(flags: UInt32 = 0, stream: String?, position: UInt64, length: UInt32, commandState: String? = nil, exitCode: UInt32 = 0) {
+        self.flags = flags
+        self.stream = stream
+        self.position = position
+        self.length = length
+        self.commandState = commandState
+        self.exitCode = exitCode
+    }
+
+    /// The `RECEIVE_RESULT` it stands for, with `data` as its binary data.
+    public func receiveResult(data: [UInt8]) -> ReceiveResult {
+        ReceiveResult(flags: flags, stream: stream, streamResult: .binary(data), commandState: commandState, exitCode: exitCode)
+    }
+}
+
 public struct OperationComplete: Sendable, Equatable {
     public var errorCode: UInt32
     public var extendedInformation: String?

@@ -91,6 +91,11 @@ final class ClientConnection {
     /// output is written: their drains resume then (or when it closes).
     var ringsAwaitingOutput: [PluginRuntime] = []
 
+    /// The client's result ring, once an `OPEN_RESULT_RING` was accepted (PROTOCOL.md §5.6).
+    var resultRing: ServerResultRing?
+    /// A descriptor passed with the client's bytes, kept for the next `OPEN_RESULT_RING`.
+    var passedDescriptor: FileDescriptor?
+
     /// When the connection entered the middle of a frame (0 = not mid-frame).
     var midFrameSince: UInt64 = 0
 

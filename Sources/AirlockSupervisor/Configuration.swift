@@ -21,6 +21,9 @@ public struct SupervisorConfiguration: Sendable, Equatable {
     public var workerExecutable: String
     /// Maximum frame size in bytes (`MaxEnvelopeSizekb` × 1024).
     public var maxFrameSize: Int = 500 * 1024
+    /// The largest result ring a client may offer (`MaxResultRingkb` × 1024; 0: rings are
+    /// refused, and results always travel through the socket). PROTOCOL.md §5.6.
+    public var maxResultRingBytes: Int = 16 << 20
     /// How long a stop may take before workers are killed.
     public var shutdownTimeoutMs: UInt32 = 10_000
     /// Users allowed to administer (restart, stop, reload, see every shell).
@@ -178,6 +181,12 @@ extension SupervisorConfiguration {
             }
             config.maxFrameSize = v * 1024
         }
+        if let v = file.MaxResultRingkb {
+            guard v == 0 || (64...1_048_576).contains(v) else {
+                throw ConfigurationError("configuration file \(path): MaxResultRingkb \(v) must be 0 (no result rings) or between 64 and 1048576")
+            }
+            config.maxResultRingBytes = v * 1024
+        }
         if let v = file.ShutdownTimeoutMs { config.shutdownTimeoutMs = v }
         if let v = file.Admins { config.admins = v }
         if let v = file.TrustedGateways {
@@ -296,6 +305,7 @@ private struct FileModel: Decodable {
     var PluginDirectory: String?
     var WorkerExecutable: String?
     var MaxEnvelopeSizekb: Int?
+    var MaxResultRingkb: Int?
     var ShutdownTimeoutMs: UInt32?
     var Admins: [String]?
     var TrustedGateways: [String]?
@@ -304,7 +314,7 @@ private struct FileModel: Decodable {
     var Plugins: [PluginModel]?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case Socket, SocketMode, SocketGroup, StateDirectory, PluginDirectory, WorkerExecutable, MaxEnvelopeSizekb
+        case Socket, SocketMode, SocketGroup, StateDirectory, PluginDirectory, WorkerExecutable, MaxEnvelopeSizekb, MaxResultRingkb
         case ShutdownTimeoutMs, Admins, TrustedGateways, MaxConnections, MaxConnectionsPerUser, Plugins
     }
 
@@ -318,6 +328,7 @@ private struct FileModel: Decodable {
         PluginDirectory = try c.decodeIfPresent(String.self, forKey: .PluginDirectory)
         WorkerExecutable = try c.decodeIfPresent(String.self, forKey: .WorkerExecutable)
         MaxEnvelopeSizekb = try c.decodeIfPresent(Int.self, forKey: .MaxEnvelopeSizekb)
+        MaxResultRingkb = try c.decodeIfPresent(Int.self, forKey: .MaxResultRingkb)
         ShutdownTimeoutMs = try c.decodeIfPresent(UInt32.self, forKey: .ShutdownTimeoutMs)
         Admins = try c.decodeIfPresent([String].self, forKey: .Admins)
         TrustedGateways = try c.decodeIfPresent([String].self, forKey: .TrustedGateways)

@@ -17,6 +17,13 @@ extension Supervisor {
         case .cancel:
             cancelClientOperation(op, of: connection)
             return
+        case .releaseResultRing(let position):
+            guard op == 0 else {
+                closeWithError(connection, code: WSManError.invalidParameter, message: "RELEASE_RESULT_RING must be sent on operation 0")
+                return
+            }
+            releaseResultRing(to: position, from: connection)
+            return
         case .hello:
             closeWithError(connection, code: WSManError.invalidParameter, message: "HELLO sent twice")
             return
@@ -25,11 +32,12 @@ extension Supervisor {
         }
         guard admitRequest(frame.message.type, op: op, from: connection) else { return }
         switch frame.message {
-        case .status, .listPlugins, .assertIdentity: break
+        case .status, .listPlugins, .assertIdentity, .openResultRing: break
         default: connection.identityFixed = true
         }
         switch frame.message {
         case .assertIdentity(let request): assertIdentity(request, op: op, from: connection)
+        case .openResultRing(let size): openResultRing(size: size, op: op, from: connection)
         case .createShell(let request): createShell(request, op: op, from: connection)
         case .runCommand(let request): runCommand(request, op: op, from: connection)
         case .send(let request): sendInput(request, op: op, from: connection)

@@ -399,12 +399,17 @@ public final class Supervisor {
             rounds += 1
             let capacity = min(connection.decoder.readCapacity, readBuffer.count)
             let count: Int?
+            var passed = Posix.PassedDescriptors()
             do {
-                // recv, not read: the socket call skips the file layer's read path.
-                count = try Posix.receive(connection.fd, into: UnsafeMutableRawBufferPointer(rebasing: readBuffer[0..<capacity]), flags: .dontWait)
+                // recvmsg, for a descriptor passed with OPEN_RESULT_RING (PROTOCOL.md §5.6).
+                count = try Posix.receive(
+                    connection.fd, into: UnsafeMutableRawBufferPointer(rebasing: readBuffer[0..<capacity]), passing: &passed, flags: .dontWait)
             } catch {
                 dropConnection(connection)
                 return
+            }
+            if !passed.descriptors.isEmpty || passed.truncated {
+                guard acceptPassedDescriptors(passed, from: connection) else { return }
             }
             guard let count else { return }
             if count == 0 {
@@ -466,6 +471,10 @@ public final class Supervisor {
         if connectionsPerUser[connection.transportUID] == 0 { connectionsPerUser[connection.transportUID] = nil }
         loop.unregister(connection.fd, token: connection.token)
         try? Posix.close(connection.fd)
+        connection.resultRing?.close()
+        connection.resultRing = nil
+        if let passed = connection.passedDescriptor { try? Posix.close(passed) }
+        connection.passedDescriptor = nil
         abandonOperations(of: connection)
         resumeHeldRings(of: connection)
     }

@@ -410,7 +410,11 @@ extension Supervisor {
             recycle(plugin, because: "it sent a malformed frame (\(error.message))")
             return .handled
         }
-        let relayed = relayWorkerResult(checked, from: plugin, holdingIn: rings) { connection, clientOperationID in
+        let dataCount = data.count
+        let relayed = relayWorkerResult(checked, from: plugin, holdingIn: rings, resultBytes: dataCount) { connection, clientOperationID in
+            let head = UnsafeRawBufferPointer(rebasing: buffer[0..<range.lowerBound])
+            let tail = UnsafeRawBufferPointer(rebasing: buffer[range.upperBound..<record.count])
+            if queueInResultRing(head: head, data: data, tail: tail, operationID: clientOperationID, on: connection) { return }
             queueRelayed(
                 head: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<range.lowerBound]), data: data,
                 tail: UnsafeRawBufferPointer(rebasing: buffer[range.upperBound..<record.count]),
@@ -419,16 +423,22 @@ extension Supervisor {
         return relayed ? .handled : .held
     }
 
-    /// Whether a large result for `connection` (nil: its client is gone) stays in the ring,
-    /// unread, rather than being copied into the connection's output queue: output is
-    /// queued there already (so the data cannot leave from the ring now), the worker is not
-    /// waiting for ring space, and the ring has held a result for less than
-    /// ``ringHoldNanoseconds``. The ring's drain resumes when the queued output has been
-    /// written (``resumeHeldRings(of:)``), or when the hold expires (the result is then
-    /// queued the usual way). The client reading slowly thus slows its worker through the
-    /// ring, as its credit would, without a copy.
-    private func holdsInRing(_ plugin: PluginRuntime, _ rings: WorkerRings, for connection: ClientConnection?) -> Bool {
-        guard let connection, connection.pendingOutput > 0, !rings.answers.producerIsWaiting else {
+    /// Whether a large result of `resultBytes` bytes for `connection` (nil: its client is
+    /// gone) stays in the ring, unread, rather than being copied into the connection's
+    /// output queue: the connection's result ring (PROTOCOL.md §5.6) has no room for it, or,
+    /// without one, output is queued there already (so the data cannot leave from the ring
+    /// now); the worker is not waiting for ring space; and the ring has held a result for
+    /// less than ``ringHoldNanoseconds``. The ring's drain resumes when the client releases
+    /// result-ring space or its queued output has been written (``resumeHeldRings(of:)``),
+    /// or when the hold expires (the result is then queued the usual way). The client
+    /// reading slowly thus slows its worker through the ring, as its credit would, without
+    /// a copy.
+    private func holdsInRing(_ plugin: PluginRuntime, _ rings: WorkerRings, for connection: ClientConnection?, resultBytes: Int) -> Bool {
+        let clientBehind = connection.map { connection in
+            if let ring = connection.resultRing { return ring.cursor.size - ring.cursor.inUse < resultBytes }
+            return connection.pendingOutput > 0
+        } ?? false
+        guard let connection, clientBehind, !rings.answers.producerIsWaiting else {
             rings.holdingSince = 0
             return false
         }
@@ -447,7 +457,7 @@ extension Supervisor {
     /// Resumes the drains of the rings holding results for `connection`, once its queued
     /// output has been written or it closed.
     func resumeHeldRings(of connection: ClientConnection) {
-        guard !connection.ringsAwaitingOutput.isEmpty, connection.pendingOutput == 0 || !connection.isOpen else { return }
+        guard !connection.ringsAwaitingOutput.isEmpty, connection.pendingOutput == 0 || !connection.isOpen || connection.resultRing != nil else { return }
         for plugin in connection.ringsAwaitingOutput { scheduleDrain(plugin) }
         connection.ringsAwaitingOutput.removeAll()
     }
@@ -639,7 +649,7 @@ extension Supervisor {
     /// false.
     @discardableResult
     private func relayWorkerResult(
-        _ checked: ResultFrames.Checked, from plugin: PluginRuntime, holdingIn rings: WorkerRings? = nil,
+        _ checked: ResultFrames.Checked, from plugin: PluginRuntime, holdingIn rings: WorkerRings? = nil, resultBytes: Int = 0,
         _ enqueue: (ClientConnection, _ clientOperationID: UInt64) -> Void
     ) -> Bool {
         let op = checked.operationID
@@ -647,7 +657,7 @@ extension Supervisor {
             nonsense(plugin, .workerResult, operation: op)
             return true
         }
-        return forwardResult(plugin, operation: op, route: route, creditBytes: checked.dataByteCount, holdingIn: rings, enqueue)
+        return forwardResult(plugin, operation: op, route: route, creditBytes: checked.dataByteCount, holdingIn: rings, resultBytes: resultBytes, enqueue)
     }
 
     /// Counts a result's bytes against its Receive's credit and queues it for the client
@@ -658,10 +668,10 @@ extension Supervisor {
     @discardableResult
     private func forwardResult(
         _ plugin: PluginRuntime, operation op: UInt64, route: Route, creditBytes: UInt32, holdingIn rings: WorkerRings? = nil,
-        _ enqueue: (ClientConnection, _ clientOperationID: UInt64) -> Void
+        resultBytes: Int = 0, _ enqueue: (ClientConnection, _ clientOperationID: UInt64) -> Void
     ) -> Bool {
         let connection = route.connectionID != 0 ? connections[route.connectionID] : nil
-        if let rings, holdsInRing(plugin, rings, for: connection) { return false }
+        if let rings, holdsInRing(plugin, rings, for: connection, resultBytes: resultBytes) { return false }
         var route = route
         route.pendingCredit &+= creditBytes
         plugin.routes[op] = route

@@ -12,6 +12,8 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -187,6 +189,76 @@ int airlock_memfd_create(const char *name) { return memfd_create(name, MFD_CLOEX
 void *airlock_map_shared(int fd, size_t length) {
     void *address = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     return address == MAP_FAILED ? NULL : address;
+}
+
+void *airlock_map_shared_read_only(int fd, size_t length) {
+    void *address = mmap(NULL, length, PROT_READ, MAP_SHARED, fd, 0);
+    return address == MAP_FAILED ? NULL : address;
+}
+
+int airlock_add_seals(int fd, unsigned int seals) { return fcntl(fd, F_ADD_SEALS, seals); }
+int airlock_get_seals(int fd) { return fcntl(fd, F_GET_SEALS); }
+const unsigned int AIRLOCK_SEAL_SEAL = F_SEAL_SEAL;
+const unsigned int AIRLOCK_SEAL_SHRINK = F_SEAL_SHRINK;
+const unsigned int AIRLOCK_SEAL_GROW = F_SEAL_GROW;
+const unsigned int AIRLOCK_SEAL_WRITE = F_SEAL_WRITE;
+
+long long airlock_filesystem_type(int fd) {
+    struct statfs status;
+    if (fstatfs(fd, &status) != 0) return -1;
+    return (long long)status.f_type;
+}
+const long long AIRLOCK_TMPFS_MAGIC = TMPFS_MAGIC;
+
+int airlock_punch_hole(int fd, long long offset, long long length) {
+    return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length);
+}
+
+long airlock_send_with_descriptor(int fd, const void *bytes, size_t length, int passed, int flags) {
+    struct iovec vector = { (void *)bytes, length };
+    union { struct cmsghdr header; char space[CMSG_SPACE(sizeof(int))]; } control;
+    memset(&control, 0, sizeof control);
+    struct msghdr message = { 0 };
+    message.msg_iov = &vector;
+    message.msg_iovlen = 1;
+    message.msg_control = control.space;
+    message.msg_controllen = sizeof control.space;
+    struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+    header->cmsg_level = SOL_SOCKET;
+    header->cmsg_type = SCM_RIGHTS;
+    header->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(header), &passed, sizeof(int));
+    return (long)sendmsg(fd, &message, flags | MSG_NOSIGNAL);
+}
+
+long airlock_receive_with_descriptors(int fd, void *bytes, size_t length, int flags, int *descriptors, int capacity, int *received, int *truncated) {
+    struct iovec vector = { bytes, length };
+    union { struct cmsghdr header; char space[CMSG_SPACE(sizeof(int) * 8)]; } control;
+    struct msghdr message = { 0 };
+    message.msg_iov = &vector;
+    message.msg_iovlen = 1;
+    message.msg_control = control.space;
+    message.msg_controllen = sizeof control.space;
+    *received = 0;
+    *truncated = 0;
+    ssize_t count = recvmsg(fd, &message, flags | MSG_CMSG_CLOEXEC);
+    if (count < 0) return -1;
+    if (message.msg_flags & MSG_CTRUNC) *truncated = 1;
+    for (struct cmsghdr *header = CMSG_FIRSTHDR(&message); header != NULL; header = CMSG_NXTHDR(&message, header)) {
+        if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) continue;
+        size_t n = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < n; i++) {
+            int passed;
+            memcpy(&passed, CMSG_DATA(header) + i * sizeof(int), sizeof(int));
+            if (*received < capacity) {
+                descriptors[(*received)++] = passed;
+            } else {
+                close(passed);
+                *truncated = 1;
+            }
+        }
+    }
+    return (long)count;
 }
 
 int airlock_futex_wait(uint32_t *word, uint32_t expected) {

@@ -120,9 +120,9 @@ struct Benchmark {
             // pays for first touches (airlockd's output buffer, the ring's pages), which
             // would otherwise fall on whichever path is measured first. The two paths
             // share the floors around them.
-            _ = try await Scenarios.stream(daemon: daemon, bytes: min(sizes.streamBytes, 128 << 20), path: .async)
-            var stream = options.runs("stream") ? try await Scenarios.stream(daemon: daemon, bytes: sizes.streamBytes, path: .blocking) : nil
-            var streamAsync = options.runs("streamAsync") ? try await Scenarios.stream(daemon: daemon, bytes: sizes.streamBytes, path: .async) : nil
+            _ = try await Scenarios.stream(daemon: daemon, bytes: min(sizes.streamBytes, 128 << 20), path: .async, resultRingSize: options.resultRingSize)
+            var stream = options.runs("stream") ? try await Scenarios.stream(daemon: daemon, bytes: sizes.streamBytes, path: .blocking, resultRingSize: options.resultRingSize) : nil
+            var streamAsync = options.runs("streamAsync") ? try await Scenarios.stream(daemon: daemon, bytes: sizes.streamBytes, path: .async, resultRingSize: options.resultRingSize) : nil
             let after = try StreamFloor.measure(bytes: sizes.streamBytes / 4, products: products)
             stream?.floorGBPerSec = (before, after)
             streamAsync?.floorGBPerSec = (before, after)

@@ -1,3 +1,4 @@
+import AirlockClient
 import AirlockPosix
 import Glibc
 import Synchronization
@@ -29,6 +30,8 @@ struct BenchOptions: Sendable {
     var daemonLogLevel = "notice"
     /// Keep the temporary folders (configuration, airlockd's log, state) for inspection.
     var keepTemporary = false
+    /// The result ring the stream's connection offers (0: none; results through the socket).
+    var resultRingSize = AirlockConnection.defaultResultRingSize
     /// Print progress on standard error.
     var verbose = false
     var help = false
@@ -40,7 +43,7 @@ struct BenchOptions: Sendable {
     static let usage = """
         USAGE: airlock-bench [--json] [--quick] [--cpu N] [--only NAME,...] [--round-trips N] [--stream-mib N]
                             [--daemon-prefix CMD] [--worker-prefix CMD] [--no-sandbox] [--default-trim]
-                            [--daemon-log-level LEVEL] [--keep] [--verbose]
+                            [--daemon-log-level LEVEL] [--keep] [--result-ring KIB] [--verbose]
 
         Starts a real airlockd (with the noop plug-in, from this build's products folder) in a
         temporary folder, measures it, prints a table (or with --json one JSON object), and
@@ -61,6 +64,8 @@ struct BenchOptions: Sendable {
                                application would (see the README, Performance)
           --daemon-log-level L airlockd's --log-level (default notice; info logs worker start times)
           --keep               keep the temporary folders (configuration, airlockd.log, state)
+          --result-ring KIB    the result ring the stream's connection offers, in KiB (default
+                               4096; 0: none, every result through the socket)
           --verbose            progress on standard error
         """
 
@@ -109,6 +114,12 @@ struct BenchOptions: Sendable {
                 options.daemonLogLevel = try value(argument)
             case "--keep":
                 options.keepTemporary = true
+            case "--result-ring":
+                let text = try value(argument)
+                guard let kib = Int(text), kib == 0 || (kib >= 64 && kib % 4 == 0) else {
+                    throw UsageError("--result-ring \(text): expected 0 or a size in KiB, a multiple of 4 of at least 64")
+                }
+                options.resultRingSize = kib * 1024
             default:
                 throw UsageError("unknown argument \(argument)")
             }

@@ -11,9 +11,11 @@ struct SignalTarget: Sendable {
 
     /// Connects, creates a shell of `plugin` and runs `commandLine` in it (the noop plug-in
     /// keeps any command but `stream N` open until it is cancelled).
-    static func open(socketPath: String, plugin: String, commandLine: String = "idle") async throws(BenchFailure) -> SignalTarget {
+    static func open(
+        socketPath: String, plugin: String, commandLine: String = "idle", resultRingSize: Int = AirlockConnection.defaultResultRingSize
+    ) async throws(BenchFailure) -> SignalTarget {
         do {
-            let connection = try await AirlockConnection.connect(socketPath: socketPath, clientName: "airlock-bench")
+            let connection = try await AirlockConnection.connect(socketPath: socketPath, clientName: "airlock-bench", resultRingSize: resultRingSize)
             let shell = try await connection.createShell(plugin: plugin)
             let command = try await shell.run(commandLine)
             return SignalTarget(connection: connection, shell: shell, command: command)
@@ -187,8 +189,9 @@ enum Scenarios {
     // MARK: - Streaming
 
     /// One Receive of a `stream N` command: N bytes of plug-in output in 64 KiB results.
-    static func stream(daemon: BenchDaemon, bytes: UInt64, path: StreamPath) async throws(BenchFailure) -> StreamResult {
-        let target = try await SignalTarget.open(socketPath: daemon.socketPath, plugin: "noop", commandLine: "stream \(bytes)")
+    static func stream(daemon: BenchDaemon, bytes: UInt64, path: StreamPath, resultRingSize: Int) async throws(BenchFailure) -> StreamResult {
+        let target = try await SignalTarget.open(
+            socketPath: daemon.socketPath, plugin: "noop", commandLine: "stream \(bytes)", resultRingSize: resultRingSize)
         defer { target.connection.close() }
         let workers = daemon.childPIDs()
         let before = OperationCosts.Snapshot.take(daemonPID: daemon.pid, workerPIDs: workers)

@@ -246,6 +246,36 @@ int airlock_prefer_batch_scheduling(void);
 int airlock_memfd_create(const char *name);
 /** mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0); NULL with errno on failure. */
 void *airlock_map_shared(int fd, size_t length);
+/** mmap(NULL, length, PROT_READ, MAP_SHARED, fd, 0); NULL with errno on failure. */
+void *airlock_map_shared_read_only(int fd, size_t length);
+/** fcntl(fd, F_ADD_SEALS, seals): 0, or -1 with errno. */
+int airlock_add_seals(int fd, unsigned int seals);
+/** fcntl(fd, F_GET_SEALS): the seals, or -1 with errno (EINVAL: not a memory file). */
+int airlock_get_seals(int fd);
+/** The seal bits, for Swift: F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_WRITE. */
+extern const unsigned int AIRLOCK_SEAL_SEAL, AIRLOCK_SEAL_SHRINK, AIRLOCK_SEAL_GROW, AIRLOCK_SEAL_WRITE;
+/** fstatfs(fd).f_type, or -1 with errno. */
+long long airlock_filesystem_type(int fd);
+/** TMPFS_MAGIC: the file system of memfd_create's files (without MFD_HUGETLB). */
+extern const long long AIRLOCK_TMPFS_MAGIC;
+/** fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length): 0, or -1 with errno. */
+int airlock_punch_hole(int fd, long long offset, long long length);
+
+/* MARK: - Descriptor passing (SCM_RIGHTS; posix.c) */
+
+/**
+ * sendmsg of `length` bytes with one descriptor, `passed`, attached (SCM_RIGHTS) and
+ * MSG_NOSIGNAL. Returns the count sent, or -1 with errno.
+ */
+long airlock_send_with_descriptor(int fd, const void *bytes, size_t length, int passed, int flags);
+/**
+ * recvmsg of up to `length` bytes into `bytes`, taking descriptors passed with them
+ * (SCM_RIGHTS, received close-on-exec): up to `capacity` go to `descriptors` and their
+ * count to `*received`; any beyond those are closed and `*truncated` is set to 1 (also
+ * when the kernel reports MSG_CTRUNC). Returns the count of bytes received (0: the peer
+ * closed), or -1 with errno.
+ */
+long airlock_receive_with_descriptors(int fd, void *bytes, size_t length, int flags, int *descriptors, int capacity, int *received, int *truncated);
 /**
  * FUTEX_WAIT (not private: the word may be shared between processes): sleeps while
  * `*word == expected`. Returns 0 when woken, -1 with errno (EAGAIN: the word had already

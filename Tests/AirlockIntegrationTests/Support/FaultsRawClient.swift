@@ -42,10 +42,15 @@ final class RawClient {
     /// Sends a request with a fresh operation id; returns the id.
     @discardableResult
     func request(_ message: Message) throws -> UInt64 {
-        let operation = nextOperationID
-        nextOperationID += 1
+        let operation = newOperationID()
         try write(Frame(operationID: operation, message: message))
         return operation
+    }
+
+    /// A fresh operation id, for a request sent some other way.
+    func newOperationID() -> UInt64 {
+        defer { nextOperationID += 1 }
+        return nextOperationID
     }
 
     /// Asks the server to cancel `operation`.

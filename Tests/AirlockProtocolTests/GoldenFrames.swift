@@ -92,6 +92,8 @@ enum GoldenFrames {
         ("assert-identity", Frame(operationID: 1, message: .assertIdentity(AssertIdentity(
             userName: "alice", authenticationMechanism: "Basic", httpURL: "http://127.0.0.1:5985/wsman",
             flags: AssertIdentity.systemAccount)))),
+        ("open-result-ring", Frame(operationID: 19, message: .openResultRing(size: 4 << 20))),
+        ("release-result-ring", Frame(operationID: 0, message: .releaseResultRing(position: 0x1_0040_0000))),
 
         // MARK: Administration requests
         ("status", Frame(operationID: 20, message: .status(plugin: ""))),
@@ -127,6 +129,11 @@ enum GoldenFrames {
         ("command-ended", Frame(operationID: 0, message: .commandEnded(CommandEnded(
             shellID: 1, commandID: 2, errorCode: 0x8033_8029, extendedInformation: "timeout",
             message: "command 2 of shell 1 passed its deadline")))),
+        ("receive-result-in-ring", Frame(operationID: 12, message: .receiveResultInRing(RingReceiveResult(
+            flags: 0, stream: "stdout", position: 0x1_003F_0000, length: 65_536, commandState: nil, exitCode: 0)))),
+        ("receive-result-in-ring.done", Frame(operationID: 12, message: .receiveResultInRing(RingReceiveResult(
+            flags: 1, stream: "stdout", position: 0x1_0040_0000, length: 16_384,
+            commandState: shellNS + "/CommandState/Done", exitCode: 1)))),
         ("status-reply", Frame(operationID: 20, flags: .final, message: .statusReply(
             json: #"{"workers":[{"plugin":"écho","pid":4242,"state":"running","restarts":0}]}"#))),
 

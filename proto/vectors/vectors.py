@@ -64,6 +64,8 @@ MESSAGES = {
     0x0109: ("CANCEL", []),
     0x010A: ("ASSERT_IDENTITY", [("userName", "str"), ("authenticationMechanism", "str"), ("httpUrl", "str"),
                                  ("flags", "u32")]),
+    0x010B: ("OPEN_RESULT_RING", [("size", "u32")]),
+    0x010C: ("RELEASE_RESULT_RING", [("position", "u64")]),
     0x0181: ("STATUS", [("plugin", "str")]),
     0x0182: ("LIST_PLUGINS", []),
     0x0183: ("RESTART_PLUGIN", [("plugin", "str")]),
@@ -78,6 +80,8 @@ MESSAGES = {
                               ("message", "str")]),
     0x0206: ("COMMAND_ENDED", [("shellId", "u64"), ("commandId", "u64"), ("errorCode", "u32"),
                                ("extendedInformation", "optstr"), ("message", "str")]),
+    0x0207: ("RECEIVE_RESULT_IN_RING", [("flags", "u32"), ("stream", "optstr"), ("position", "u64"),
+                                        ("length", "u32"), ("commandState", "optstr"), ("exitCode", "u32")]),
     0x0281: ("STATUS_REPLY", [("json", "str")]),
     0x0301: ("W_START", [("plugin", "str"), ("libraryPath", "str"), ("applicationIdentification", "str"),
                          ("extraInfo", "optstr"), ("startupFlags", "u32"), ("maxEnvelopeSize", "u32"),
@@ -120,7 +124,7 @@ COMPOSITES = {
 }
 # The fewest bytes one list element can take: a count above remaining/minimum is invalid.
 MINIMUM_SIZE = {"str": 4, "option": 9, "envvar": 8, "config": 5, "layer": 8}
-HEX_FIELDS = {"magic", "exports", "token"}
+HEX_FIELDS = {"magic", "exports", "token", "position"}
 
 
 # --- Decoding ------------------------------------------------------------------------
@@ -255,7 +259,7 @@ def render(field, encoding, value):
         return f"{value} item{'s' if value != 1 else ''}"
     if isinstance(value, int):
         if field in HEX_FIELDS or (field.endswith("errorCode") and value >= 0x10000):
-            width = {"magic": 8, "token": 16}.get(field, 0)
+            width = {"magic": 8, "token": 16, "position": 16}.get(field, 0)
             return f"0x{value:0{width}X}"
         return str(value)
     if value is None:

@@ -22,8 +22,10 @@ public struct SupervisorConfiguration: Sendable, Equatable {
     /// Maximum frame size in bytes (`MaxEnvelopeSizekb` × 1024).
     public var maxFrameSize: Int = 500 * 1024
     /// The largest result ring a client may offer (`MaxResultRingkb` × 1024; 0: rings are
-    /// refused, and results always travel through the socket). PROTOCOL.md §5.6.
-    public var maxResultRingBytes: Int = 16 << 20
+    /// refused, and results always travel through the socket). PROTOCOL.md §5.6. It bounds
+    /// the memory airlockd writes into per connection: a ring's pages are allocated (and
+    /// charged to airlockd) as results fill them, and freed when the connection closes.
+    public var maxResultRingBytes: Int = 4 << 20
     /// How long a stop may take before workers are killed.
     public var shutdownTimeoutMs: UInt32 = 10_000
     /// Users allowed to administer (restart, stop, reload, see every shell).

@@ -54,6 +54,7 @@ struct RegistrationTests {
         ("{ \"Plugins\": [ { \"Name\": \"x\" } ] }", "Filename"),
         ("{ \"Plugins\": [ { \"Name\": \"x\", \"Filename\": \"relative.so\" } ] }", "absolute"),
         ("{ \"SocketMode\": \"rw\" }", "SocketMode"),
+        ("{ \"MaxResultRingkb\": 32 }", "MaxResultRingkb 32 must be 0 (no result rings) or between 64"),
         ("{ not json", "invalid"),
     ])
     func badConfiguration(text: String, expected: String) throws {

@@ -1016,15 +1016,7 @@ final class ConnectionCore: Sendable {
         }
         switch frame.message {
         case .receiveResult(let result):
-            switch state.withLock({ $0.operations[id]?.waiter }) {
-            case .stream(let sink)?:
-                sink.continuation.yield(OutputChunk(result))
-            case .readingThread(let sink)?:
-                servedBlockingThread.store(true, ordering: .relaxed)
-                sink.deliver(OutputChunk(result))
-            default:
-                break
-            }
+            deliver(result, to: state.withLock { $0.operations[id]?.waiter })
             return nil
         case .ping(let token):
             return write(Frame(operationID: id, flags: .final, message: .pong(token: token)))
@@ -1045,16 +1037,25 @@ final class ConnectionCore: Sendable {
                 kind: .protocolViolation, code: WSManError.invalidParameter,
                 message: "airlockd at \(socketPath) sent RECEIVE_RESULT_IN_RING " + (final ? "with the FINAL flag" : "on a connection without a result ring"))
         }
-        let result: ReceiveResult
         do throws(ProtocolError) {
-            result = try ring.take(inRing)
+            // Results of an operation nobody waits for any more (cancelled, abandoned) are
+            // checked and released like the others, but not copied out.
+            if waiter == nil {
+                _ = try ring.cursor.accept(position: inRing.position, length: inRing.length)
+            } else {
+                deliver(try ring.take(inRing), to: waiter)
+            }
         } catch {
             return .protocolViolation(error, socketPath: socketPath)
         }
-        if let position = ring.cursor.releaseRead(batch: ring.releaseBatch),
-           let error = write(Frame(operationID: 0, message: .releaseResultRing(position: position))) {
-            return error
+        if let position = ring.cursor.releaseRead(batch: ring.releaseBatch) {
+            return write(Frame(operationID: 0, message: .releaseResultRing(position: position)))
         }
+        return nil
+    }
+
+    /// Hands a `RECEIVE_RESULT` to the consumer of its operation's output, if any.
+    private func deliver(_ result: ReceiveResult, to waiter: Waiter?) {
         switch waiter {
         case .stream(let sink)?:
             sink.continuation.yield(OutputChunk(result))
@@ -1064,7 +1065,6 @@ final class ConnectionCore: Sendable {
         default:
             break
         }
-        return nil
     }
 
     private func routeConnectionFrame(_ message: Message) -> AirlockError? {

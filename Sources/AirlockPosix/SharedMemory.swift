@@ -45,27 +45,22 @@ public final class SharedMemory: @unchecked Sendable {
     /// Fails with `EINVAL` when the file is smaller than `size`, so a bad descriptor cannot
     /// give a mapping whose end raises `SIGBUS`.
     public static func map(_ fd: FileDescriptor, size: Int) throws(SystemCallError) -> SharedMemory {
-        var status = stat()
-        _ = try retryingInterrupts("fstat(\(fd.rawValue))", fstat(fd.rawValue, &status))
-        guard size > 0, Int(status.st_size) >= size else {
-            throw SystemCallError(call: "mmap(\(fd.rawValue)): the file has \(status.st_size) bytes, not \(size)", errno: .invalidArgument)
-        }
-        guard let base = airlock_map_shared(fd.rawValue, size) else {
-            throw SystemCallError(call: "mmap(\(fd.rawValue), \(size) bytes, MAP_SHARED)")
-        }
-        return SharedMemory(base: base, size: size)
+        try map(fd, size: size, readOnly: false)
     }
 
     /// Maps `size` bytes of the memory file `fd` for reading only (`PROT_READ`): the
     /// process cannot store into ``base``. Checks the file's size as ``map(_:size:)`` does.
     public static func mapReadOnly(_ fd: FileDescriptor, size: Int) throws(SystemCallError) -> SharedMemory {
-        var status = stat()
-        _ = try retryingInterrupts("fstat(\(fd.rawValue))", fstat(fd.rawValue, &status))
-        guard size > 0, Int(status.st_size) >= size else {
-            throw SystemCallError(call: "mmap(\(fd.rawValue)): the file has \(status.st_size) bytes, not \(size)", errno: .invalidArgument)
+        try map(fd, size: size, readOnly: true)
+    }
+
+    private static func map(_ fd: FileDescriptor, size: Int, readOnly: Bool) throws(SystemCallError) -> SharedMemory {
+        let fileSize = try MemoryFile.size(fd)
+        guard size > 0, fileSize >= size else {
+            throw SystemCallError(call: "mmap(\(fd.rawValue)): the file has \(fileSize) bytes, not \(size)", errno: .invalidArgument)
         }
-        guard let base = airlock_map_shared_read_only(fd.rawValue, size) else {
-            throw SystemCallError(call: "mmap(\(fd.rawValue), \(size) bytes, PROT_READ, MAP_SHARED)")
+        guard let base = readOnly ? airlock_map_shared_read_only(fd.rawValue, size) : airlock_map_shared(fd.rawValue, size) else {
+            throw SystemCallError(call: "mmap(\(fd.rawValue), \(size) bytes, \(readOnly ? "PROT_READ" : "PROT_READ | PROT_WRITE"), MAP_SHARED)")
         }
         return SharedMemory(base: base, size: size)
     }

@@ -15,6 +15,10 @@ public struct StatusReport: Sendable, Decodable, Equatable {
         public var socket: String?
         /// Client connections open now.
         public var connections: Int?
+        /// How many of them have a result ring (shared memory airlockd writes large
+        /// results into), and those rings' bytes in all.
+        public var resultRings: Int?
+        public var resultRingBytes: Int?
         /// The configuration file's path, or `built-in demo`.
         public var configuration: String?
     }

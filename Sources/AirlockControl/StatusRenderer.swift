@@ -38,7 +38,10 @@ enum StatusRenderer {
         out += field("PID", supervisor?.pid.map(String.init))
         out += field("Uptime", supervisor?.uptimeSeconds.map(duration))
         out += field("Socket", supervisor?.socket)
-        out += field("Connections", supervisor?.connections.map(String.init))
+        out += field("Connections", supervisor?.connections.map { connections in
+            guard let rings = supervisor?.resultRings, rings > 0 else { return String(connections) }
+            return "\(connections) (\(rings) with a result ring, \(bytes(UInt64(supervisor?.resultRingBytes ?? 0))))"
+        })
         out += field("Config", supervisor?.configuration)
         if status.workers.isEmpty {
             out += "\nNo workers.\n"

@@ -11,6 +11,9 @@ struct StatusDocument: Encodable {
         var uptimeSeconds: Double
         var socket: String
         var connections: Int
+        /// Connections with a result ring (PROTOCOL.md §5.6), and the rings' bytes in all.
+        var resultRings: Int
+        var resultRingBytes: Int
         var shells: Int
         var configuration: String
         var stopping: Bool
@@ -94,9 +97,11 @@ extension Supervisor {
                 sandbox: sandbox, quarantinedUntil: quarantinedUntil, threadsLeftAfterShutdown: plugin.threadsLeftAfterShutdown,
                 recentFailures: plugin.recentFailures.map { .init(time: iso8601($0.time), message: $0.message) }))
         }
+        let rings = connections.values.compactMap(\.resultRing)
         let document = StatusDocument(
             supervisor: .init(pid: getpid(), version: Self.version, uptimeSeconds: Double(now &- startedAt) / 1e9, socket: config.socketPath,
-                              connections: connections.count, shells: shells.count, configuration: config.source, stopping: stopping,
+                              connections: connections.count, resultRings: rings.count, resultRingBytes: rings.reduce(0) { $0 + $1.cursor.size },
+                              shells: shells.count, configuration: config.source, stopping: stopping,
                               rssBytes: me?.residentBytes),
             workers: workers,
             shells: shells.values.sorted { $0.id < $1.id }

@@ -180,6 +180,8 @@ struct ResultRingTests {
             }.get()
             #expect(checked == 256, "results whole and in order: \(checked) of 256")
             #expect(connection.usesResultRing, "the result ring was not used: \(connection.resultRingRefusal ?? "no answer")")
+            let supervisor = try await connection.statusReport().supervisor
+            #expect(supervisor?.resultRings == 1 && supervisor?.resultRingBytes == AirlockConnection.defaultResultRingSize, "status: \(String(describing: supervisor))")
         }
     }
 

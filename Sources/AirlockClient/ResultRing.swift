@@ -13,23 +13,19 @@ final class ClientResultRing: @unchecked Sendable {
     let memory: SharedMemory
     /// Where the next result may lie, and what was released; the reading thread's.
     var cursor: ResultRingCursor
-    /// A release is sent once this many bytes were read since the last one.
-    let releaseBatch: Int
+    /// A release is sent once this many bytes were read since the last one: a quarter ring.
+    var releaseBatch: Int { cursor.size / 4 }
 
     private init(memory: SharedMemory, size: Int) {
         self.memory = memory
         self.cursor = ResultRingCursor(size: size)
-        self.releaseBatch = size / 4
     }
 
     /// Creates the memory file (`size` bytes, sealed `F_SEAL_SHRINK | F_SEAL_GROW |
     /// F_SEAL_SEAL`) and maps it read-only. Returns the ring and the descriptor to pass
     /// with `OPEN_RESULT_RING` (close it once sent).
     static func create(size: Int) throws(SystemCallError) -> (ClientResultRing, FileDescriptor) {
-        // SharedMemory.create seals the size; the writable mapping it makes is dropped at
-        // once for a read-only one: this side never stores into the ring.
-        let (writable, fd) = try SharedMemory.create(name: "airlock-results", size: size)
-        _ = writable
+        let fd = try MemoryFile.create(name: "airlock-results", size: size)
         do throws(SystemCallError) {
             let memory = try SharedMemory.mapReadOnly(fd, size: size)
             return (ClientResultRing(memory: memory, size: size), fd)

@@ -21,19 +21,16 @@ public final class SharedMemory: @unchecked Sendable {
         munmap(base, size)
     }
 
-    /// Creates a memory file of `size` bytes (`memfd_create(name, MFD_CLOEXEC)`, then
-    /// `ftruncate`; its pages are zero and allocated when first touched) and maps it.
-    /// Returns the mapping and the descriptor (close-on-exec) to hand to another process.
+    /// Creates a memory file of `size` bytes (``MemoryFile/create(name:size:)``: its pages
+    /// are zero and allocated when first touched) and maps it. Returns the mapping and the
+    /// descriptor (close-on-exec) to hand to another process.
     ///
     /// The file's size is sealed (`F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL`): no process
     /// holding the descriptor can shrink it under the mapping, which would make the next
     /// access to the lost pages raise `SIGBUS` in every process that maps them.
     public static func create(name: String, size: Int) throws(SystemCallError) -> (SharedMemory, FileDescriptor) {
-        let fd = FileDescriptor(rawValue: try retryingInterrupts("memfd_create(\(name))", airlock_memfd_create(name)))
+        let fd = try MemoryFile.create(name: name, size: size)
         do throws(SystemCallError) {
-            _ = try retryingInterrupts("ftruncate(memfd \(name), \(size))", ftruncate(fd.rawValue, off_t(size)))
-            _ = try retryingInterrupts(
-                "fcntl(memfd \(name), F_ADD_SEALS)", airlock_add_seals(fd.rawValue, AIRLOCK_SEAL_SHRINK | AIRLOCK_SEAL_GROW | AIRLOCK_SEAL_SEAL))
             return (try map(fd, size: size), fd)
         } catch {
             _ = Glibc.close(fd.rawValue)
@@ -81,6 +78,22 @@ public enum MemoryFile {
         public static let grow = Seals(rawValue: AIRLOCK_SEAL_GROW)
         /// The file's contents cannot change.
         public static let write = Seals(rawValue: AIRLOCK_SEAL_WRITE)
+    }
+
+    /// Creates a memory file of `size` bytes (`memfd_create(name, MFD_CLOEXEC |
+    /// MFD_ALLOW_SEALING)`, then `ftruncate`; its pages are zero and allocated when first
+    /// touched) with its size sealed (`F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL`).
+    /// Returns its descriptor (close-on-exec), unmapped.
+    public static func create(name: String, size: Int) throws(SystemCallError) -> FileDescriptor {
+        let fd = FileDescriptor(rawValue: try retryingInterrupts("memfd_create(\(name))", airlock_memfd_create(name)))
+        do throws(SystemCallError) {
+            _ = try retryingInterrupts("ftruncate(memfd \(name), \(size))", ftruncate(fd.rawValue, off_t(size)))
+            try addSeals(fd, [.shrink, .grow, .seal])
+            return fd
+        } catch {
+            _ = Glibc.close(fd.rawValue)
+            throw error
+        }
     }
 
     /// Seals `fd` (`F_ADD_SEALS`).

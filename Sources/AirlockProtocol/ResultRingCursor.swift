@@ -26,11 +26,22 @@ public struct ResultRingCursor: Sendable, Equatable {
     /// the ring is skipped when they would cross its end), or nil when the ring has no room
     /// for them until more is released. Placing moves ``end``.
     public mutating func place(_ count: Int) -> UInt64? {
+        guard let position = position(for: count) else { return nil }
+        end = position + UInt64(count)
+        return position
+    }
+
+    /// Server side: whether ``place(_:)`` would find room for `count` bytes now.
+    public func hasRoom(for count: Int) -> Bool {
+        position(for: count) != nil
+    }
+
+    /// Where `count` bytes would go, or nil when they do not fit until more is released.
+    private func position(for count: Int) -> UInt64? {
         guard count > 0, count <= size else { return nil }
         let offset = Int(end % UInt64(size))
         let position = offset + count <= size ? end : end + UInt64(size - offset)
         guard position + UInt64(count) <= released + UInt64(size) else { return nil }
-        end = position + UInt64(count)
         return position
     }
 

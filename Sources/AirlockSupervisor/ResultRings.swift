@@ -1,6 +1,5 @@
 import AirlockPosix
 import AirlockProtocol
-import Logging
 
 /// A client's result ring (PROTOCOL.md §5.6): the memory file the client offered, mapped
 /// for writing, and where the next result goes. The supervisor writes large results' data

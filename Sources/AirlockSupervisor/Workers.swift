@@ -410,20 +410,16 @@ extension Supervisor {
             recycle(plugin, because: "it sent a malformed frame (\(error.message))")
             return .handled
         }
-        let dataCount = data.count
-        let relayed = relayWorkerResult(checked, from: plugin, holdingIn: rings, resultBytes: dataCount) { connection, clientOperationID in
-            let head = UnsafeRawBufferPointer(rebasing: buffer[0..<range.lowerBound])
-            let tail = UnsafeRawBufferPointer(rebasing: buffer[range.upperBound..<record.count])
-            if queueInResultRing(head: head, data: data, tail: tail, operationID: clientOperationID, on: connection) { return }
-            queueRelayed(
-                head: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<range.lowerBound]), data: data,
-                tail: UnsafeRawBufferPointer(rebasing: buffer[range.upperBound..<record.count]),
-                type: .receiveResult, operationID: clientOperationID, on: connection)
+        let head = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<range.lowerBound])
+        let tail = UnsafeRawBufferPointer(rebasing: buffer[range.upperBound..<record.count])
+        let relayed = relayWorkerResult(checked, from: plugin, holdingIn: rings) { connection, clientOperationID in
+            if queueInResultRing(head: UnsafeRawBufferPointer(head), data: data, tail: tail, operationID: clientOperationID, on: connection) { return }
+            queueRelayed(head: head, data: data, tail: tail, type: .receiveResult, operationID: clientOperationID, on: connection)
         }
         return relayed ? .handled : .held
     }
 
-    /// Whether a large result of `resultBytes` bytes for `connection` (nil: its client is
+    /// Whether a large result of `resultBytes` bytes of data for `connection` (nil: its client is
     /// gone) stays in the ring, unread, rather than being copied into the connection's
     /// output queue: the connection's result ring (PROTOCOL.md §5.6) has no room for it, or,
     /// without one, output is queued there already (so the data cannot leave from the ring
@@ -435,7 +431,7 @@ extension Supervisor {
     /// a copy.
     private func holdsInRing(_ plugin: PluginRuntime, _ rings: WorkerRings, for connection: ClientConnection?, resultBytes: Int) -> Bool {
         let clientBehind = connection.map { connection in
-            if let ring = connection.resultRing { return ring.cursor.size - ring.cursor.inUse < resultBytes }
+            if let ring = connection.resultRing { return !ring.cursor.hasRoom(for: resultBytes) }
             return connection.pendingOutput > 0
         } ?? false
         guard let connection, clientBehind, !rings.answers.producerIsWaiting else {
@@ -649,7 +645,7 @@ extension Supervisor {
     /// false.
     @discardableResult
     private func relayWorkerResult(
-        _ checked: ResultFrames.Checked, from plugin: PluginRuntime, holdingIn rings: WorkerRings? = nil, resultBytes: Int = 0,
+        _ checked: ResultFrames.Checked, from plugin: PluginRuntime, holdingIn rings: WorkerRings? = nil,
         _ enqueue: (ClientConnection, _ clientOperationID: UInt64) -> Void
     ) -> Bool {
         let op = checked.operationID
@@ -657,7 +653,7 @@ extension Supervisor {
             nonsense(plugin, .workerResult, operation: op)
             return true
         }
-        return forwardResult(plugin, operation: op, route: route, creditBytes: checked.dataByteCount, holdingIn: rings, resultBytes: resultBytes, enqueue)
+        return forwardResult(plugin, operation: op, route: route, creditBytes: checked.dataByteCount, holdingIn: rings, enqueue)
     }
 
     /// Counts a result's bytes against its Receive's credit and queues it for the client
@@ -668,10 +664,11 @@ extension Supervisor {
     @discardableResult
     private func forwardResult(
         _ plugin: PluginRuntime, operation op: UInt64, route: Route, creditBytes: UInt32, holdingIn rings: WorkerRings? = nil,
-        resultBytes: Int = 0, _ enqueue: (ClientConnection, _ clientOperationID: UInt64) -> Void
+        _ enqueue: (ClientConnection, _ clientOperationID: UInt64) -> Void
     ) -> Bool {
         let connection = route.connectionID != 0 ? connections[route.connectionID] : nil
-        if let rings, holdsInRing(plugin, rings, for: connection, resultBytes: resultBytes) { return false }
+        // A binary result's credit is its data's byte count.
+        if let rings, holdsInRing(plugin, rings, for: connection, resultBytes: Int(creditBytes)) { return false }
         var route = route
         route.pendingCredit &+= creditBytes
         plugin.routes[op] = route

@@ -243,8 +243,7 @@ struct OfferedRing {
 
     init(size: Int) throws {
         self.size = size
-        let (writable, fd) = try SharedMemory.create(name: "test-ring", size: size)
-        _ = writable
+        let fd = try MemoryFile.create(name: "test-ring", size: size)
         descriptor = fd
         memory = try SharedMemory.mapReadOnly(fd, size: size)
     }
